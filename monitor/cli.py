@@ -1,0 +1,196 @@
+"""The `monitor` command: run the daemon, check a config, migrate the database, import inventory.
+
+Exit codes: 0 success, 1 a runtime failure (database, port), 2 invalid input (config, CSV, usage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from tqdm import tqdm
+
+from monitor import __version__, importer, store
+from monitor.app import run_daemon
+from monitor.config import Settings, load_settings
+from monitor.errors import InvalidInput, MonitorError
+from monitor.logs import configure_logging
+
+EXIT_FAILURE = 1
+EXIT_INVALID = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `monitor` console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except InvalidInput as exc:
+        print(exc.report(), file=sys.stderr)
+        return EXIT_INVALID
+    except MonitorError as exc:
+        print(f"monitor: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="monitor", description="Monitor the programme's 4G routers and devices."
+    )
+    parser.add_argument("--version", action="version", version=f"router-monitor {__version__}")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Callable[[argparse.Namespace], int], text: str) -> Any:
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    run = command("run", _run, "run the daemon until Ctrl-C or SIGTERM")
+    _config_option(run)
+
+    check = command("check-config", _check_config, "validate a config file; exit 2 if it is bad")
+    check.add_argument("path", type=Path, help="the YAML config file")
+
+    db = command("db", lambda _: 0, "database schema").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    for name, handler, text in (
+        ("upgrade", _db_upgrade, "apply every pending migration"),
+        ("current", _db_current, "print the schema revision and the newest one"),
+    ):
+        sub = db.add_parser(name, help=text, description=text)
+        sub.set_defaults(handler=handler)
+        _config_option(sub)
+
+    imports = command("import", lambda _: 0, "import inventory from CSV").add_subparsers(
+        required=True, metavar="WHAT"
+    )
+    for name, function in (
+        ("organisations", importer.import_organisations),
+        ("devices", importer.import_devices),
+    ):
+        text = f"create or update {name} from a CSV file (all or nothing; see the README)"
+        sub = imports.add_parser(name, help=text, description=text)
+        sub.set_defaults(handler=_importer(function))
+        sub.add_argument("file", type=Path, help="the CSV file, UTF-8, with a header row")
+        _config_option(sub)
+    return parser
+
+
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=os.environ.get("MONITOR_CONFIG"),
+        help="YAML config file (default: $MONITOR_CONFIG, else built-in defaults)",
+    )
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = load_settings(args.config, os.environ)
+    configure_logging(settings.log.level, settings.log.format)
+    return settings
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    try:
+        asyncio.run(run_daemon(settings))
+    except MonitorError as exc:
+        logging.getLogger("monitor").error("%s", exc)
+        raise
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    settings = load_settings(args.path, os.environ)
+    print(
+        f"{args.path}: OK ({len(settings.organisations)} organisations, "
+        f"{len(settings.routers)} routers; database {settings.database.url.partition(':')[0]}, "
+        f"listening on {settings.http.listen})"
+    )
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    engine = store.open_database(_settings(args).database.url)
+    try:
+        store.upgrade(engine)
+        current, _ = store.schema_status(engine)
+    finally:
+        engine.dispose()
+    print(f"database schema at revision {current}")
+    return 0
+
+
+def _db_current(args: argparse.Namespace) -> int:
+    engine = store.open_database(_settings(args).database.url)
+    try:
+        current, head = store.schema_status(engine)
+    finally:
+        engine.dispose()
+    state = "up to date" if current == head else "needs `monitor db upgrade`"
+    print(f"database schema at revision {current or '(empty)'}; newest {head}: {state}")
+    return 0 if current == head else EXIT_FAILURE
+
+
+ImportFunction = Callable[..., store.UpsertResult]
+
+
+def _importer(function: ImportFunction) -> Callable[[argparse.Namespace], int]:
+    def handler(args: argparse.Namespace) -> int:
+        settings = _settings(args)
+        try:
+            stream = args.file.open(encoding="utf-8-sig", newline="")
+        except OSError as exc:
+            print(f"monitor: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+            return EXIT_INVALID
+        engine = store.open_database(settings.database.url)
+        try:
+            store.upgrade(engine)
+            with stream, _Progress(stream, args.file) as progress:
+                result = function(
+                    stream,
+                    store.Inventory(engine),
+                    source=str(args.file),
+                    progress=progress,
+                )
+        finally:
+            engine.dispose()
+        print(f"{args.file}: {result}")
+        return 0
+
+    return handler
+
+
+class _Progress:
+    """A progress bar on stderr for files large enough to wait on (none when not a terminal)."""
+
+    def __init__(self, stream: TextIO, path: Path) -> None:
+        rows = sum(1 for _ in stream) - 1
+        stream.seek(0)
+        self._bar = tqdm(
+            total=max(rows, 0),
+            unit=" rows",
+            desc=path.name,
+            disable=None if rows >= 1000 else True,
+            file=sys.stderr,
+        )
+        self._done = 0
+
+    def __enter__(self) -> Callable[[int], None]:
+        return self._advance
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.close()
+
+    def _advance(self, done: int) -> None:
+        self._bar.update(done - self._done)
+        self._done = done

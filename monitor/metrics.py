@@ -1,0 +1,40 @@
+"""The daemon's own metrics, on a registry it is handed (never the global one).
+
+Per-router series are a projection of stored state, rendered per router when that state changes
+(see DESIGN.md); they arrive with the collectors. What lives here is about the daemon itself.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from monitor import __version__
+
+
+class DaemonMetrics:
+    """Counters and gauges about the monitor process, registered on `registry`."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        build_info = Gauge(
+            "router_monitor_build_info",
+            "Always 1; labels say which build of router-monitor is running.",
+            ["version"],
+            registry=registry,
+        )
+        build_info.labels(version=__version__).set(1)
+        self.inventory_routers = Gauge(
+            "router_monitor_inventory_routers",
+            "Routers in the inventory that are scheduled for polling.",
+            registry=registry,
+        )
+        self.poll_cycles = Counter(
+            "router_monitor_poll_cycles",
+            "Passes of the poll scheduler over the inventory.",
+            registry=registry,
+        )
+        self.inventory_errors = Counter(
+            "router_monitor_inventory_errors",
+            "Times the scheduler could not read the inventory from the database.",
+            registry=registry,
+        )

@@ -1,0 +1,17 @@
+"""The database: engine, schema migrations and repositories that speak in `monitor.model` values.
+
+SQLAlchemy rows never leave this package.
+"""
+
+from monitor.store.bulk import UpsertResult
+from monitor.store.db import open_database, schema_status, upgrade
+from monitor.store.inventory import Inventory, SyncResult
+
+__all__ = [
+    "Inventory",
+    "SyncResult",
+    "UpsertResult",
+    "open_database",
+    "schema_status",
+    "upgrade",
+]

@@ -1,0 +1,130 @@
+"""Opening the database and migrating its schema (Alembic, run programmatically).
+
+`open_database` is the one place an engine is built, so that every SQLite connection gets the
+same pragmas and every failure to reach a database becomes a `StoreError` that never shows the
+password of its URL.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import URL, Engine, create_engine, event, make_url, text
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+
+from monitor.errors import StoreError
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+# Any fixed 64-bit number will do; all pollers must agree on it ("rm-migr" in ASCII).
+_MIGRATION_LOCK_KEY = 0x726D2D6D69677200
+
+_SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+_URL_EXAMPLE = "e.g. sqlite:///var/monitor.db or postgresql+psycopg://monitor@db.example/monitor"
+
+
+def open_database(url: str) -> Engine:
+    """Create an engine for `url` and check that the database answers; StoreError if not."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        # The unparsed string may hold a password, so it is not repeated here.
+        raise StoreError(f"not a valid database URL ({_URL_EXAMPLE})") from exc
+    shown = parsed.render_as_string(hide_password=True)
+    try:
+        is_sqlite = parsed.get_backend_name() == "sqlite"
+        if is_sqlite:
+            _create_sqlite_directory(parsed)
+        engine = create_engine(parsed, pool_pre_ping=not is_sqlite)
+    except (ArgumentError, NoSuchModuleError, ImportError, OSError) as exc:
+        reason = _scrub(str(exc), parsed)
+        raise StoreError(f"cannot use database {shown}: {reason}") from exc
+    if is_sqlite:
+        event.listen(engine, "connect", _sqlite_pragmas)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise StoreError(f"cannot connect to database {shown}: {describe(exc, parsed)}") from exc
+    return engine
+
+
+def upgrade(engine: Engine) -> None:
+    """Migrate the schema to the newest revision; a no-op when it is already there."""
+    config = _alembic_config()
+    try:
+        with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Held until commit: a second poller starting now waits, then finds head.
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+                )
+            elif connection.dialect.name == "sqlite":
+                # Take the write lock first, so a concurrent upgrade waits instead of racing.
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    except (SQLAlchemyError, CommandError) as exc:
+        reason = describe(exc, engine.url)
+        raise StoreError(f"cannot migrate the database schema: {reason}") from exc
+
+
+def schema_status(engine: Engine) -> tuple[str | None, str]:
+    """The database's schema revision (None if never migrated) and the newest revision known."""
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    if head is None:  # pragma: no cover - the package always ships its migrations
+        raise StoreError(f"no migrations found in {MIGRATIONS_DIR}")
+    try:
+        with engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot read the schema revision: {describe(exc, engine.url)}") from exc
+    return current, head
+
+
+def describe(exc: BaseException, url: URL | None = None) -> str:
+    """A one-line reason for a database error, without SQL, parameters or the URL's password."""
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    lines = str(cause).strip().splitlines()
+    reason = lines[0] if lines else type(cause).__name__
+    return _scrub(reason, url) if url is not None else reason
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("path_separator", "os")
+    return config
+
+
+def _create_sqlite_directory(url: URL) -> None:
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # WAL lets the API read while the poller writes; busy_timeout makes writers queue.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
+    finally:
+        cursor.close()
+
+
+def _scrub(message: str, url: URL | None) -> str:
+    password = url.password if url is not None else None
+    if password:
+        message = message.replace(str(password), "***")
+    return message

@@ -13,6 +13,8 @@ from sqlalchemy import Engine, create_engine, make_url, text
 from monitor.store import Inventory, open_database, upgrade
 
 POSTGRES_ENV = "MONITOR_TEST_POSTGRES_URL"
+# CI sets this so that a missing PostgreSQL fails the run instead of skipping half the suite.
+REQUIRE_POSTGRES_ENV = "MONITOR_TEST_REQUIRE_POSTGRES"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -23,6 +25,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         return
     base = os.environ.get(POSTGRES_ENV)
     if not base:
+        if os.environ.get(REQUIRE_POSTGRES_ENV):
+            pytest.fail(f"{REQUIRE_POSTGRES_ENV} is set but {POSTGRES_ENV} is not")
         pytest.skip(f"{POSTGRES_ENV} not set: PostgreSQL store tests skipped")
     schema = f"t_{secrets.token_hex(6)}"
     admin = create_engine(base)

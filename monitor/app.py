@@ -41,7 +41,10 @@ def prepare_database(settings: Settings) -> Engine:
     """Open the database, bring its schema to head and load the config's inventory into it."""
     engine = store.open_database(settings.database.url)
     try:
-        store.upgrade(engine)
+        before, head = store.schema_status(engine)
+        if before != head:
+            log.info("upgrading the database schema from %s to %s", before or "(empty)", head)
+            store.upgrade(engine)
         result = store.Inventory(engine).sync_config(
             [org.to_model() for org in settings.organisations],
             [router.to_model() for router in settings.routers],

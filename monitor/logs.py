@@ -45,3 +45,5 @@ def configure_logging(level: str, fmt: Literal["text", "json"]) -> None:
     root.setLevel(level.upper())
     # uvicorn's per-request access log would drown the daemon's own lines.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # Alembic narrates every schema check (each /readyz); the daemon logs upgrades itself.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))

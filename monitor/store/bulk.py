@@ -59,6 +59,9 @@ class UpsertResult:
         """Every item the upsert was given."""
         return self.created + self.updated + self.unchanged
 
+    def __str__(self) -> str:
+        return f"{self.created} created, {self.updated} updated, {self.unchanged} unchanged"
+
 
 def organisation_values(org: Organisation) -> Values:
     """The column values of an organisation row, keyed by column name."""

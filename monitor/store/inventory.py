@@ -40,6 +40,12 @@ class SyncResult:
     routers: UpsertResult
     unmonitored: int
 
+    def __str__(self) -> str:
+        return (
+            f"organisations {self.organisations}; routers {self.routers}; "
+            f"{self.unmonitored} routers no longer in the config, no longer polled"
+        )
+
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)

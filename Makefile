@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 CONFIG ?= config/monitor.example.yaml
+ROUTERS ?= 50
 PYTEST_ARGS ?=
 
 .PHONY: run test check lint typecheck fmt clean install
@@ -20,7 +21,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/monitor run --config $(CONFIG)
+	$(BIN)/monitor demo --config $(CONFIG) --routers $(ROUTERS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -11,7 +11,9 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import uvicorn
 from prometheus_client import CollectorRegistry
@@ -19,10 +21,16 @@ from sqlalchemy import Engine
 
 from monitor import __version__, store
 from monitor.api import create_api
+from monitor.collectors.base import Collector
+from monitor.collectors.hilink import HilinkCollector
+from monitor.collectors.snmp import SnmpCollector
 from monitor.config import Settings
-from monitor.errors import StartupError
+from monitor.core.status import StatusBoard
+from monitor.errors import ConfigError, Problem, StartupError
 from monitor.metrics import DaemonMetrics
-from monitor.model import Router
+from monitor.model import PollResult, PollTarget, Protocol, Router
+from monitor.profiles import Profile, SnmpProfile, load_profiles
+from monitor.profiles_hilink import HilinkProfile
 from monitor.scheduler import Scheduler
 from monitor.units import HostPort
 
@@ -35,6 +43,56 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+def load_checked_profiles(settings: Settings) -> dict[str, Profile]:
+    """Load the model profiles and check that every configured router names a fitting one."""
+    directory = Path(settings.profiles.directory)
+    profiles = load_profiles(directory)
+    problems = []
+    for index, router in enumerate(settings.routers):
+        where = f"routers[{index}].profile (id {router.id})"
+        profile = profiles.get(router.profile)
+        if profile is None:
+            known = ", ".join(sorted(profiles)) or "none"
+            reason = f"no profile {router.profile!r} in {directory} (known: {known})"
+            problems.append(Problem(where, reason))
+        elif profile.protocol != router.protocol.value:
+            reason = f"profile {router.profile!r} is for {profile.protocol}, not {router.protocol}"
+            problems.append(Problem(where, reason))
+    if problems:
+        raise ConfigError("configuration", problems)
+    return profiles
+
+
+def poll_targets(
+    routers: Sequence[Router], settings: Settings, profiles: Mapping[str, Profile]
+) -> tuple[list[PollTarget], list[str]]:
+    """The routers that can be polled, with credentials; and why the others cannot."""
+    configured = {router.id: router.to_target() for router in settings.routers}
+    defaults = settings.router_defaults
+    snmp = defaults.snmp.to_credentials() if defaults.snmp else None
+    http = defaults.http.to_login() if defaults.http else None
+    targets, skipped = [], []
+    for router in routers:
+        if router.id in configured:
+            targets.append(configured[router.id])
+        elif router.endpoint is None:
+            skipped.append(f"{router.id}: no management endpoint")
+        elif router.endpoint.profile not in profiles:
+            skipped.append(f"{router.id}: unknown profile {router.endpoint.profile!r}")
+        elif router.endpoint.protocol is Protocol.SNMP and snmp is None:
+            skipped.append(f"{router.id}: no SNMP credentials (set router_defaults.snmp)")
+        else:
+            targets.append(PollTarget(router.id, router.endpoint, snmp, http))
+    return targets, skipped
+
+
+def build_collectors(profiles: Mapping[str, Profile]) -> dict[Protocol, Collector]:
+    """One collector per management protocol, sharing its sockets across routers."""
+    hilink = {name: p for name, p in profiles.items() if isinstance(p, HilinkProfile)}
+    snmp = {name: p for name, p in profiles.items() if isinstance(p, SnmpProfile)}
+    return {Protocol.SNMP: SnmpCollector(snmp), Protocol.HILINK: HilinkCollector(hilink)}
 
 
 def prepare_database(settings: Settings) -> Engine:
@@ -56,6 +114,15 @@ def prepare_database(settings: Settings) -> Engine:
     return engine
 
 
+def _quiet_pysnmp_garbage(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """pysnmp lets a datagram it cannot decode raise in its receive callback; the poll then
+    times out. A router answering garbage must not fill the log with tracebacks."""
+    if "TransportDispatcher" in repr(context.get("handle")):
+        log.debug("undecodable SNMP datagram dropped: %r", context.get("exception"))
+        return
+    loop.default_exception_handler(context)
+
+
 def listen_socket(address: HostPort) -> socket.socket:
     """Bind the HTTP listening socket now, so a taken port is a clear startup error."""
     try:
@@ -69,6 +136,7 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
     """Run until SIGINT/SIGTERM (or `stop` is set), then shut down cleanly."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+    profiles = load_checked_profiles(settings)
     engine = await asyncio.to_thread(prepare_database, settings)
     inventory = store.Inventory(engine)
     try:
@@ -79,11 +147,33 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
 
     registry = CollectorRegistry()
     metrics = DaemonMetrics(registry)
+    board = StatusBoard()
+    collectors = build_collectors(profiles)
+    reported_skips: set[str] = set()
 
-    async def monitored_routers() -> Sequence[Router]:
-        return await asyncio.to_thread(inventory.list_routers, True)
+    async def targets() -> Sequence[PollTarget]:
+        routers = await asyncio.to_thread(inventory.list_routers, True)
+        found, skipped = poll_targets(routers, settings, profiles)
+        for reason in sorted(set(skipped) - reported_skips):
+            log.warning("not polling router %s", reason)
+        reported_skips.clear()
+        reported_skips.update(skipped)
+        return found
 
-    scheduler = Scheduler(monitored_routers, settings.poll.interval, metrics)
+    async def record(_: PollTarget, result: PollResult) -> None:
+        message = board.record(result)
+        if message:
+            log.info("%s", message)
+
+    scheduler = Scheduler(
+        targets,
+        collectors,
+        record,
+        metrics,
+        interval=settings.poll.interval,
+        timeout=settings.poll.timeout,
+        concurrency=settings.poll.concurrency,
+    )
 
     async def readiness() -> tuple[bool, dict[str, str]]:
         checks: dict[str, str] = {}
@@ -109,6 +199,7 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
+    loop.set_exception_handler(_quiet_pysnmp_garbage)
     tasks = [
         asyncio.create_task(server.serve(sockets=[sock]), name="http"),
         asyncio.create_task(scheduler.run(stop), name="scheduler"),
@@ -140,6 +231,9 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
         stopper.cancel()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+        loop.set_exception_handler(None)
+        for collector in collectors.values():
+            await collector.aclose()
         sock.close()
         engine.dispose()
         log.info("router-monitor stopped")

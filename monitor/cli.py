@@ -16,9 +16,10 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from monitor import __version__, importer, store
-from monitor.app import run_daemon
+from monitor import __version__, demo, importer, store
+from monitor.app import load_checked_profiles, run_daemon
 from monitor.config import Settings, load_settings
+from monitor.emulator.fleet import DEFAULT_MIX, parse_mix
 from monitor.errors import InvalidInput, MonitorError
 from monitor.logs import configure_logging
 
@@ -54,6 +55,26 @@ def _parser() -> argparse.ArgumentParser:
 
     run = command("run", _run, "run the daemon until Ctrl-C or SIGTERM")
     _config_option(run)
+
+    demo_run = command("demo", _demo, "run the daemon against an emulated fleet on loopback")
+    _config_option(demo_run)
+    demo_run.add_argument("--routers", type=_count, default=50, help="fleet size (default 50)")
+    demo_run.add_argument("--seed", type=int, default=1, help="the fleet's random seed")
+
+    emulate = command("emulate", _emulate, "serve an emulated fleet on loopback until Ctrl-C")
+    emulate.add_argument("--routers", type=_count, default=50, help="fleet size (default 50)")
+    emulate.add_argument(
+        "--mix", type=_mix, default=None,
+        help="models and weights, e.g. teltonika-rutos7=3,huawei-hilink=2 (default: a mix of all)",
+    )  # fmt: skip
+    emulate.add_argument(
+        "--organisation", action="append", default=None, metavar="ID",
+        help="owner of the routers (repeat to spread them; default emulated-la)",
+    )  # fmt: skip
+    emulate.add_argument("--seed", type=int, default=1, help="the fleet's random seed")
+    for option, what in (("--write-config", "a `routers:` config fragment"),
+                         ("--write-csv", "a `monitor import devices` CSV file")):  # fmt: skip
+        emulate.add_argument(option, type=Path, metavar="FILE", help=f"write the routers as {what}")
 
     check = command("check-config", _check_config, "validate a config file; exit 2 if it is bad")
     check.add_argument("path", type=Path, help="the YAML config file")
@@ -109,8 +130,52 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    try:
+        asyncio.run(demo.run_demo(settings, args.routers, args.seed))
+    except MonitorError as exc:
+        logging.getLogger("monitor").error("%s", exc)
+        raise
+    return 0
+
+
+def _emulate(args: argparse.Namespace) -> int:
+    configure_logging("info", "text")
+    outputs = [demo.open_output(args.write_config), demo.open_output(args.write_csv)]
+    try:
+        asyncio.run(
+            demo.run_emulator(
+                args.routers,
+                args.organisation or [demo.DEMO_ORGANISATION.id],
+                args.mix or DEFAULT_MIX,
+                args.seed,
+                *outputs,
+            )
+        )
+    finally:
+        for output in outputs:
+            if output is not None:
+                output.close()
+    return 0
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) <= 200_000:
+        raise argparse.ArgumentTypeError("must be a number of routers from 1 to 200000")
+    return int(text)
+
+
+def _mix(text: str) -> dict[str, int]:
+    try:
+        return parse_mix(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _check_config(args: argparse.Namespace) -> int:
     settings = load_settings(args.path, os.environ)
+    load_checked_profiles(settings)
     print(
         f"{args.path}: OK ({len(settings.organisations)} organisations, "
         f"{len(settings.routers)} routers; database {settings.database.url.partition(':')[0]}, "

@@ -11,87 +11,39 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from monitor import units
 from monitor.config_report import cross_check, describe_errors
-from monitor.errors import ConfigError, Problem
-from monitor.model import (
-    DEFAULT_PORTS,
-    Device,
-    DeviceKind,
-    Endpoint,
-    Organisation,
-    OrganisationKind,
-    Protocol,
-    Router,
-    iccid_problem,
-    identifier_problem,
-    imei_problem,
+from monitor.config_routers import (
+    HttpCredentials,
+    RouterDefaults,
+    RouterSettings,
+    SnmpSettings,
 )
+from monitor.config_types import ByteSize, Duration, Identifier, ListenAddress, Section, Text
+from monitor.errors import ConfigError, Problem
+from monitor.model import Organisation, OrganisationKind
+
+__all__ = [
+    "HttpCredentials",
+    "OrganisationSettings",
+    "RouterDefaults",
+    "RouterSettings",
+    "Settings",
+    "SnmpSettings",
+    "load_settings",
+]
 
 ENV_PREFIX = "MONITOR_"
 DEFAULT_DATA_CAP_BYTES = 20 * 10**9  # the programme's 20GB a month, decimal gigabytes
 
 
-def _duration(value: Any) -> timedelta:
-    if isinstance(value, timedelta):
-        return value
-    if not isinstance(value, str):
-        raise ValueError("must be a duration like 60s, 5m or 1h30m")
-    return units.parse_duration(value)
-
-
-def _byte_size(value: Any) -> int:
-    if not isinstance(value, str | int):
-        raise ValueError("must be a size like 20GB or a number of bytes")
-    return units.parse_byte_size(value)
-
-
-def _host_port(value: Any) -> units.HostPort:
-    if isinstance(value, units.HostPort):
-        return value
-    if not isinstance(value, str):
-        raise ValueError("must be host:port, such as 127.0.0.1:8080")
-    return units.parse_host_port(value)
-
-
-def _checked(check: Any) -> Any:
-    def validate(value: str) -> str:
-        problem = check(value)
-        if problem:
-            raise ValueError(problem)
-        return value
-
-    return validate
-
-
-Duration = Annotated[timedelta, BeforeValidator(_duration), PlainSerializer(units.format_duration)]
-ByteSize = Annotated[int, BeforeValidator(_byte_size)]
-ListenAddress = Annotated[units.HostPort, BeforeValidator(_host_port), PlainSerializer(str)]
-Identifier = Annotated[str, BeforeValidator(_checked(identifier_problem))]
-Text = Annotated[str, Field(min_length=1, max_length=200)]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
-
-
-class DatabaseSettings(_Section):
+class DatabaseSettings(Section):
     """Where inventory and state are kept: a SQLite file (default) or PostgreSQL."""
 
     # repr=False: a PostgreSQL URL may carry a password.
@@ -110,13 +62,13 @@ class DatabaseSettings(_Section):
         return url
 
 
-class HttpSettings(_Section):
+class HttpSettings(Section):
     """The status API, /metrics and /healthz."""
 
     listen: ListenAddress = units.HostPort("127.0.0.1", 8080)
 
 
-class PollSettings(_Section):
+class PollSettings(Section):
     """How often and how hard routers are polled."""
 
     interval: Duration = timedelta(seconds=60)
@@ -132,20 +84,20 @@ class PollSettings(_Section):
         return self
 
 
-class DataCapSettings(_Section):
+class DataCapSettings(Section):
     """The monthly data allowance of each SIM; the contract decides it, it cannot be raised."""
 
     bytes: ByteSize = DEFAULT_DATA_CAP_BYTES
 
 
-class LogSettings(_Section):
+class LogSettings(Section):
     """Logging to standard error."""
 
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
 
 
-class OrganisationSettings(_Section):
+class OrganisationSettings(Section):
     """An organisation declared in the config file (more come from `monitor import`)."""
 
     id: Identifier
@@ -158,110 +110,16 @@ class OrganisationSettings(_Section):
         return Organisation(self.id, self.name, self.kind, self.parent)
 
 
-SnmpAuth = Literal["MD5", "SHA", "SHA-224", "SHA-256", "SHA-384", "SHA-512"]
-SnmpPriv = Literal["DES", "AES", "AES-192", "AES-256"]
+SHIPPED_PROFILES = str(Path(__file__).resolve().parent.parent / "config" / "profiles")
 
 
-class SnmpSettings(_Section):
-    """SNMP credentials: v2c `community`, or v3 USM `user` with optional auth and privacy."""
+class ProfileSettings(Section):
+    """Where the per-model profiles are (relative paths: from the daemon's working directory)."""
 
-    version: Literal["2c", "3"]
-    community: SecretStr | None = None
-    user: str | None = None
-    auth_protocol: SnmpAuth | None = None
-    auth_key: SecretStr | None = None
-    priv_protocol: SnmpPriv | None = None
-    priv_key: SecretStr | None = None
-
-    @field_validator("version", mode="before")
-    @classmethod
-    def _version_text(cls, value: Any) -> Any:
-        # YAML reads `version: 3` as a number and `version: 2c` as text; accept both spellings.
-        return {2: "2c", 3: "3", "2": "2c", "v2c": "2c", "v3": "3"}.get(value, value)
-
-    @model_validator(mode="after")
-    def _complete(self) -> SnmpSettings:
-        v3_keys = ("user", "auth_protocol", "auth_key", "priv_protocol", "priv_key")
-        if self.version == "2c":
-            if self.community is None:
-                raise ValueError("community is required for SNMP v2c")
-            stray = [key for key in v3_keys if getattr(self, key) is not None]
-            if stray:
-                raise ValueError(f"{', '.join(stray)} only apply to SNMP v3")
-            return self
-        problems = []
-        if self.community is not None:
-            problems.append("community only applies to SNMP v2c")
-        if not self.user:
-            problems.append("user is required for SNMP v3")
-        for proto, key in (("auth_protocol", "auth_key"), ("priv_protocol", "priv_key")):
-            secret = getattr(self, key)
-            if (getattr(self, proto) is None) != (secret is None):
-                problems.append(f"{proto} and {key} go together")
-            elif secret is not None and len(secret.get_secret_value()) < 8:
-                problems.append(f"{key} must be at least 8 characters (RFC 3414)")
-        if self.priv_protocol is not None and self.auth_protocol is None:
-            problems.append("privacy needs authentication: set auth_protocol and auth_key")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
+    directory: str = SHIPPED_PROFILES
 
 
-class HttpCredentials(_Section):
-    """Login for a router's web API, where an endpoint asks for it."""
-
-    username: str = Field(min_length=1)
-    password: SecretStr
-
-
-class RouterSettings(_Section):
-    """A router declared in the config file, with how to reach its management interface."""
-
-    id: Identifier
-    imei: Annotated[str, BeforeValidator(_checked(imei_problem))]
-    serial: Text
-    order_number: Text
-    organisation: Identifier
-    iccid: Annotated[str, BeforeValidator(_checked(iccid_problem))] | None = None
-    protocol: Protocol
-    host: str = Field(min_length=1, max_length=253)
-    port: int | None = Field(default=None, ge=1, le=65535)
-    profile: Identifier
-    snmp: SnmpSettings | None = None
-    http: HttpCredentials | None = None
-
-    @field_validator("imei", "iccid", "serial", "order_number", mode="before")
-    @classmethod
-    def _as_text(cls, value: Any) -> Any:
-        # An unquoted IMEI or order number reads as a YAML integer; the digits are what matter.
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-    @model_validator(mode="after")
-    def _credentials_match_protocol(self) -> RouterSettings:
-        if self.protocol is Protocol.SNMP:
-            if self.snmp is None:
-                raise ValueError("protocol snmp needs an snmp: section with credentials")
-            if self.http is not None:
-                raise ValueError("http: credentials only apply to protocol hilink")
-        elif self.snmp is not None:
-            raise ValueError("snmp: credentials only apply to protocol snmp")
-        return self
-
-    def to_model(self) -> Router:
-        """The inventory value this entry declares (credentials stay in the settings)."""
-        device = Device(
-            serial=self.serial,
-            kind=DeviceKind.ROUTER,
-            organisation_id=self.organisation,
-            order_number=self.order_number,
-            imei=self.imei,
-        )
-        port = self.port or DEFAULT_PORTS[self.protocol]
-        endpoint = Endpoint(self.protocol, self.host, port, self.profile)
-        return Router(self.id, device, self.iccid, endpoint)
-
-
-class Settings(_Section):
+class Settings(Section):
     """Everything the daemon is told; built only by `load_settings`."""
 
     database: DatabaseSettings = DatabaseSettings()
@@ -270,6 +128,8 @@ class Settings(_Section):
     timezone: str = "Europe/London"
     data_cap: DataCapSettings = DataCapSettings()
     log: LogSettings = LogSettings()
+    profiles: ProfileSettings = ProfileSettings()
+    router_defaults: RouterDefaults = RouterDefaults()
     organisations: tuple[OrganisationSettings, ...] = ()
     routers: tuple[RouterSettings, ...] = ()
 

@@ -6,7 +6,7 @@ Per-router series are a projection of stored state, rendered per router when tha
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from monitor import __version__
 
@@ -28,9 +28,21 @@ class DaemonMetrics:
             "Routers in the inventory that are scheduled for polling.",
             registry=registry,
         )
-        self.poll_cycles = Counter(
-            "router_monitor_poll_cycles",
-            "Passes of the poll scheduler over the inventory.",
+        self.polls = Counter(
+            "router_monitor_polls",
+            "Router polls by result: success, or the failure kind (timeout, refused, auth, ...).",
+            ["result"],
+            registry=registry,
+        )
+        self.poll_duration = Histogram(
+            "router_monitor_poll_duration_seconds",
+            "Time from a poll's start to its result, including retries.",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=registry,
+        )
+        self.poll_overruns = Counter(
+            "router_monitor_poll_overruns",
+            "Turns skipped because the router's previous poll was still running.",
             registry=registry,
         )
         self.inventory_errors = Counter(

@@ -1,61 +1,178 @@
-"""The poll scheduler: once per interval it takes the monitored routers from the inventory.
+"""The poll scheduler: every router polled once per interval, on its own stable offset.
 
-Collectors (SNMP, HiLink) and the per-router offsets, concurrency and deadlines described in
-DESIGN.md arrive with them; until then a cycle reads the inventory, publishes how many routers are
-scheduled, and polls none. A failing database read is logged once and retried next cycle: the loop
-itself never dies of it.
+Polls are spread evenly over the interval by a per-router offset derived from the router id (so a
+restart keeps each router's rhythm and 100k routers never poll in one burst), at most
+`concurrency` polls run at once, each within its deadline, and a router is never polled twice at
+the same time: when its next turn comes while the last poll still runs, that turn is counted as an
+overrun and skipped, not queued. A collector failure or bug never stops the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import hashlib
+import heapq
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import timedelta
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 
+from monitor.collectors.base import Collector
 from monitor.metrics import DaemonMetrics
-from monitor.model import Router
+from monitor.model import FailureKind, PollFailure, PollResult, PollTarget, Protocol
 
 log = logging.getLogger(__name__)
 
-RouterSource = Callable[[], Awaitable[Sequence[Router]]]
+TargetSource = Callable[[], Awaitable[Sequence[PollTarget]]]
+ResultSink = Callable[[PollTarget, PollResult], Awaitable[None]]
+MonotonicClock = Callable[[], float]
+WallClock = Callable[[], datetime]
+
+# A collector must answer within its deadline; this margin only catches one that does not.
+_GUARD_SECONDS = 1.0
+
+
+def offset_fraction(router_id: str) -> float:
+    """A stable position in [0, 1) for a router id, the same in every process and run."""
+    digest = hashlib.blake2b(router_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
 
 
 class Scheduler:
-    """Runs poll cycles every `interval` until `stop` is set."""
+    """Polls the targets it is given through the collector for each protocol."""
 
-    def __init__(self, routers: RouterSource, interval: timedelta, metrics: DaemonMetrics) -> None:
-        self._routers = routers
-        self._interval = interval.total_seconds()
+    def __init__(
+        self,
+        targets: TargetSource,
+        collectors: Mapping[Protocol, Collector],
+        sink: ResultSink,
+        metrics: DaemonMetrics,
+        *,
+        interval: timedelta,
+        timeout: timedelta,
+        concurrency: int,
+        clock: MonotonicClock = time.monotonic,
+        wall_clock: WallClock = lambda: datetime.now(UTC),
+    ) -> None:
+        self._targets_source = targets
+        self._collectors = collectors
+        self._sink = sink
         self._metrics = metrics
-        self._scheduled: int | None = None
-        self._failing = False
-        self.cycles = 0
+        self._interval = interval.total_seconds()
+        self._timeout = timeout.total_seconds()
+        self._slots = asyncio.Semaphore(concurrency)
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._targets: dict[str, PollTarget] = {}
+        self._due: list[tuple[float, str]] = []
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._overrunning: set[str] = set()
+        self._inventory_failing = False
+        self._next_refresh = 0.0
+        self.cycles = 0  # inventory refreshes done; readiness waits for the first
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Cycle until `stop` is set; returns promptly once it is."""
-        while not stop.is_set():
-            await self.cycle()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self._interval)
-
-    async def cycle(self) -> None:
-        """One pass over the inventory."""
+        """Poll until `stop` is set, then cancel the polls still in flight."""
         try:
-            routers = await self._routers()
-        except Exception:  # any DB failure: keep the loop alive, say so once
+            while not stop.is_set():
+                now = self._clock()
+                if now >= self._next_refresh:
+                    await self.refresh(now)
+                    self._next_refresh = now + self._interval
+                self._start_due(now)
+                wake = min(self._next_refresh, self._due[0][0] if self._due else self._next_refresh)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=max(0.0, wake - self._clock()))
+        finally:
+            # Polls in flight are only reads: cancel them rather than hold shutdown up to a
+            # whole timeout.
+            for task in list(self._running.values()):
+                task.cancel()
+            if self._running:
+                await asyncio.wait(list(self._running.values()))
+
+    async def refresh(self, now: float) -> None:
+        """Re-read the targets: new routers join on their offset, removed ones leave."""
+        try:
+            targets = await self._targets_source()
+        except Exception:  # any inventory failure: keep polling what we know, say so once
             self._metrics.inventory_errors.inc()
-            if not self._failing:
-                log.exception("cannot read the router inventory; retrying every cycle")
-            self._failing = True
+            if not self._inventory_failing:
+                log.exception("cannot read the router inventory; keeping the last known list")
+            self._inventory_failing = True
             return
-        if self._failing:
+        if self._inventory_failing:
             log.info("router inventory readable again")
-            self._failing = False
-        if len(routers) != self._scheduled:
-            log.info("%d routers scheduled for polling", len(routers))
-            self._scheduled = len(routers)
-        self._metrics.inventory_routers.set(len(routers))
-        self._metrics.poll_cycles.inc()
+            self._inventory_failing = False
+        fresh = {target.router_id: target for target in targets}
+        for router_id in fresh.keys() - self._targets.keys():
+            heapq.heappush(self._due, (self._next_turn(router_id, now), router_id))
+        if len(fresh) != len(self._targets):
+            log.info("%d routers scheduled for polling", len(fresh))
+        self._targets = fresh
+        self._metrics.inventory_routers.set(len(fresh))
         self.cycles += 1
+
+    def _next_turn(self, router_id: str, now: float) -> float:
+        offset = offset_fraction(router_id) * self._interval
+        turns = (now - offset) // self._interval + 1
+        return turns * self._interval + offset
+
+    def _start_due(self, now: float) -> None:
+        while self._due and self._due[0][0] <= now:
+            due, router_id = heapq.heappop(self._due)
+            target = self._targets.get(router_id)
+            if target is None:
+                continue  # removed from the inventory: drop it from the schedule
+            heapq.heappush(self._due, (due + self._interval, router_id))
+            if router_id in self._running:
+                self._overrun(router_id)
+                continue
+            if router_id in self._overrunning:
+                self._overrunning.discard(router_id)
+                log.info("router %s: polls keep up with the interval again", router_id)
+            task = asyncio.create_task(self._poll(target), name=f"poll {router_id}")
+            self._running[router_id] = task
+            task.add_done_callback(functools.partial(self._finished, router_id))
+
+    def _finished(self, router_id: str, _: asyncio.Task[None]) -> None:
+        self._running.pop(router_id, None)
+
+    def _overrun(self, router_id: str) -> None:
+        self._metrics.poll_overruns.inc()
+        if router_id not in self._overrunning:
+            self._overrunning.add(router_id)
+            log.warning(
+                "router %s: previous poll still running at its next turn; turn skipped", router_id
+            )
+
+    async def _poll(self, target: PollTarget) -> None:
+        async with self._slots:
+            started = self._clock()
+            result = await self._collect(target)
+            self._metrics.poll_duration.observe(self._clock() - started)
+        outcome = result.kind.value if isinstance(result, PollFailure) else "success"
+        self._metrics.polls.labels(result=outcome).inc()
+        try:
+            await self._sink(target, result)
+        except Exception:  # a bug in handling one result must not stop the others
+            log.exception("router %s: handling the poll result failed", target.router_id)
+
+    async def _collect(self, target: PollTarget) -> PollResult:
+        collector = self._collectors.get(target.endpoint.protocol)
+        if collector is None:
+            detail = f"no collector for protocol {target.endpoint.protocol.value}"
+            kind = FailureKind.UNSUPPORTED
+            return PollFailure(target.router_id, self._wall_clock(), kind, detail)
+        try:
+            async with asyncio.timeout(self._timeout + _GUARD_SECONDS):
+                return await collector.poll(target, self._timeout)
+        except TimeoutError:
+            detail = f"no result within {self._timeout:g}s"
+            return PollFailure(target.router_id, self._wall_clock(), FailureKind.TIMEOUT, detail)
+        except Exception as exc:  # a collector bug: report it as what the router looks like
+            log.exception("router %s: collector failed", target.router_id)
+            detail = f"collector error: {type(exc).__name__}"
+            return PollFailure(target.router_id, self._wall_clock(), FailureKind.BAD_REPLY, detail)

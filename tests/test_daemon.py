@@ -55,6 +55,11 @@ def write_config(tmp_path: Path, url: str, port: int, **extra: Any) -> Path:
     return path
 
 
+def daemon_env() -> dict[str, str]:
+    """This process's environment without MONITOR_* settings, which would override the file."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")}
+
+
 @contextlib.contextmanager
 def daemon(config: Path, cwd: Path) -> Iterator[subprocess.Popen[str]]:
     process = subprocess.Popen(
@@ -63,7 +68,7 @@ def daemon(config: Path, cwd: Path) -> Iterator[subprocess.Popen[str]]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")},
+        env=daemon_env(),
     )
     try:
         yield process

@@ -6,11 +6,13 @@ SQLAlchemy rows never leave this package.
 from monitor.store.bulk import UpsertResult
 from monitor.store.db import open_database, schema_status, upgrade
 from monitor.store.inventory import Inventory, SyncResult
+from monitor.store.usage import UsageStore
 
 __all__ = [
     "Inventory",
     "SyncResult",
     "UpsertResult",
+    "UsageStore",
     "open_database",
     "schema_status",
     "upgrade",

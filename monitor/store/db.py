@@ -7,6 +7,8 @@ password of its URL.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +19,9 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import URL, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
-from monitor.errors import StoreError
+from monitor.errors import MonitorError, StoreError
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -128,3 +131,39 @@ def _scrub(message: str, url: URL | None) -> str:
     if password:
         message = message.replace(str(password), "***")
     return message
+
+
+@contextmanager
+def writing(sessions: sessionmaker[Session], what: str) -> Iterator[Session]:
+    """A write transaction; database errors become StoreError naming `what` was being done."""
+    try:
+        with sessions.begin() as session:
+            if session.get_bind().dialect.name == "sqlite":
+                # Take the write lock before reading, so that what we compare against cannot
+                # change before we write (SQLite otherwise begins at the first write).
+                session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+            yield session
+    except MonitorError:
+        raise
+    except SQLAlchemyError as exc:
+        raise store_error(exc, what) from exc
+
+
+@contextmanager
+def reading(sessions: sessionmaker[Session], what: str) -> Iterator[Session]:
+    """A read-only session; database errors become StoreError naming `what`."""
+    try:
+        with sessions() as session:
+            yield session
+    except MonitorError:
+        raise
+    except SQLAlchemyError as exc:
+        raise store_error(exc, what) from exc
+
+
+def store_error(exc: SQLAlchemyError, what: str) -> StoreError:
+    """A StoreError for a failed database call, with a hint when the schema is missing."""
+    reason = describe(exc)
+    if "no such table" in reason or "does not exist" in reason:
+        reason += " (is the schema migrated? run `monitor db upgrade`)"
+    return StoreError(f"{what}: {reason}")

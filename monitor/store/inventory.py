@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, Row, Select, func, select, update
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor.errors import ConfigError, MonitorError, NotFound, Problem, StoreError
+from monitor.errors import ConfigError, NotFound, Problem
 from monitor.model import (
     Allocation,
     Device,
@@ -26,7 +25,7 @@ from monitor.model import (
 )
 from monitor.store import bulk
 from monitor.store.bulk import CHUNK, Progress, UpsertResult
-from monitor.store.db import describe
+from monitor.store.db import reading, writing
 from monitor.store.tables import DeviceRow, OrganisationRow, RouterRow
 
 Clock = Callable[[], datetime]
@@ -172,29 +171,11 @@ class Inventory:
 
     # --- plumbing -------------------------------------------------------------------------
 
-    @contextmanager
-    def _transaction(self) -> Iterator[Session]:
-        try:
-            with self._sessions.begin() as session:
-                if session.get_bind().dialect.name == "sqlite":
-                    # Take the write lock before reading, so that what we compare against
-                    # cannot change before we write (SQLite otherwise begins at the first write).
-                    session.connection().exec_driver_sql("BEGIN IMMEDIATE")
-                yield session
-        except MonitorError:
-            raise
-        except SQLAlchemyError as exc:
-            raise _store_error(exc) from exc
+    def _transaction(self) -> AbstractContextManager[Session]:
+        return writing(self._sessions, "inventory")
 
-    @contextmanager
-    def _reading(self) -> Iterator[Session]:
-        try:
-            with self._sessions() as session:
-                yield session
-        except MonitorError:
-            raise
-        except SQLAlchemyError as exc:
-            raise _store_error(exc) from exc
+    def _reading(self) -> AbstractContextManager[Session]:
+        return reading(self._sessions, "inventory")
 
     def _check_config_references(
         self, session: Session, orgs: Sequence[Organisation], routers: Sequence[Router]
@@ -223,13 +204,6 @@ def _organisation_kinds(session: Session, ids: Iterable[str]) -> dict[str, Organ
         )
         found.update({id_: OrganisationKind(kind) for id_, kind in session.execute(query)})
     return found
-
-
-def _store_error(exc: SQLAlchemyError) -> StoreError:
-    reason = describe(exc)
-    if "no such table" in reason or "does not exist" in reason:
-        reason += " (is the schema migrated? run `monitor db upgrade`)"
-    return StoreError(f"inventory: {reason}")
 
 
 def _organisation(row: OrganisationRow) -> Organisation:

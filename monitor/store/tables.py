@@ -11,17 +11,30 @@ from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
+    TypeDecorator,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from monitor.model import Allocation, DeviceKind, DeviceStatus, OrganisationKind, Protocol
+from monitor.model import (
+    Allocation,
+    CounterType,
+    DeviceKind,
+    DeviceStatus,
+    OrganisationKind,
+    Protocol,
+    UptimeClock,
+)
 
 # Fixed constraint names, so that migrations can name (and later drop) what they create.
 NAMING_CONVENTION = {
@@ -119,3 +132,101 @@ class RouterRow(Base):
     source: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CounterValue(TypeDecorator[int]):
+    """An unsigned 64-bit counter as decimal text: Counter64 values reach 2^64 - 1, beyond both
+    a signed BIGINT and SQLite's integers (which would turn them into inexact REALs)."""
+
+    impl = String(20)
+    cache_ok = True
+
+    def process_bind_param(self, value: int | None, dialect: Dialect) -> str | None:
+        return None if value is None else str(value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> int | None:
+        return None if value is None else int(value)
+
+
+class UsageStateRow(Base):
+    """The usage core's memory of one router: its last raw readings (see model.UsageState)."""
+
+    __tablename__ = "usage_state"
+    __table_args__ = (
+        CheckConstraint(one_of("received_type", CounterType), name="received_type"),
+        CheckConstraint(one_of("sent_type", CounterType), name="sent_type"),
+        CheckConstraint(one_of("uptime_clock", UptimeClock), name="uptime_clock"),
+    )
+
+    router_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("routers.id", ondelete="CASCADE"), primary_key=True
+    )
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    iccid: Mapped[str | None] = mapped_column(String(22))
+    received_value: Mapped[int | None] = mapped_column(CounterValue)
+    received_type: Mapped[str | None] = mapped_column(String(16))
+    sent_value: Mapped[int | None] = mapped_column(CounterValue)
+    sent_type: Mapped[str | None] = mapped_column(String(16))
+    uptime_seconds: Mapped[float | None] = mapped_column(Float)
+    uptime_clock: Mapped[str | None] = mapped_column(String(16))
+    month_received: Mapped[int | None] = mapped_column(CounterValue)
+    month_sent: Mapped[int | None] = mapped_column(CounterValue)
+    month_cleared: Mapped[str | None] = mapped_column(String(64))
+    recent_rate: Mapped[float | None] = mapped_column(Float)
+
+
+class UsageMonthRow(Base):
+    """Bytes counted for one SIM in one router in one calendar month (history is kept)."""
+
+    __tablename__ = "usage_months"
+    __table_args__ = (
+        Index("ix_usage_months_iccid_month", "iccid", "month"),
+        CheckConstraint("received >= 0 AND sent >= 0", name="not_negative"),
+    )
+
+    # No foreign key: a month's history outlives the router's inventory row.
+    router_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    iccid: Mapped[str] = mapped_column(String(22), primary_key=True)  # '' when unknown
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)  # YYYY-MM, local zone
+    received: Mapped[int] = mapped_column(BigInteger)
+    sent: Mapped[int] = mapped_column(BigInteger)
+    partial: Mapped[bool] = mapped_column(Boolean)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+HEALTH_STATES = (
+    "unknown", "online", "wan_down", "sim_absent", "capped", "unreachable", "unreadable",
+)  # fmt: skip
+
+
+class HealthStateRow(Base):
+    """One router's current health and what flap damping remembers (see model.HealthState)."""
+
+    __tablename__ = "health_state"
+    __table_args__ = (
+        CheckConstraint(one_of("state", HEALTH_STATES), name="state"),
+        CheckConstraint(one_of("pending", HEALTH_STATES), name="pending"),
+    )
+
+    router_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("routers.id", ondelete="CASCADE"), primary_key=True
+    )
+    state: Mapped[str] = mapped_column(String(16))
+    since: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    pending: Mapped[str | None] = mapped_column(String(16))
+    pending_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class HealthTransitionRow(Base):
+    """A recorded change of a router's health, with its reason (history is kept)."""
+
+    __tablename__ = "health_transitions"
+    __table_args__ = (Index("ix_health_transitions_router_id_at", "router_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    router_id: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    from_state: Mapped[str] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(500))

@@ -1,0 +1,169 @@
+"""Usage persistence: each router's last readings and the month totals, written together.
+
+`UsageStore.record` stores a router's new `UsageState` and adds its `UsageDelta`s to the month
+totals in one transaction, so that a crash (even `kill -9`) at any point leaves either both or
+neither: the next poll after a restart then counts from the readings that match the totals, and
+no byte is lost or counted twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, Integer, cast, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from monitor.model import Counter, CounterType, MonthUsage, UptimeClock, UsageDelta, UsageState
+from monitor.store.db import reading, writing
+from monitor.store.tables import UsageMonthRow, UsageStateRow
+
+# usage_months keys a month by SIM; a router that reports no ICCID is booked under ''.
+NO_SIM = ""
+
+
+class UsageStore:
+    """Reads and writes usage state and month totals."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    def load_states(self, router_ids: Iterable[str] | None = None) -> dict[str, UsageState]:
+        """The persisted state of the given routers (all if None), by router id."""
+        query = select(UsageStateRow)
+        if router_ids is not None:
+            query = query.where(UsageStateRow.router_id.in_(list(router_ids)))
+        with reading(self._sessions, "usage") as session:
+            return {row.router_id: _state(row) for row in session.scalars(query)}
+
+    def record(self, state: UsageState, deltas: Sequence[UsageDelta], now: datetime) -> None:
+        """Store the router's new state and add the deltas to its month totals, atomically."""
+        with writing(self._sessions, f"recording usage of {state.router_id}") as session:
+            self._upsert_state(session, state)
+            for delta in deltas:
+                self._add(session, delta, now)
+
+    def months(self, router_id: str) -> list[MonthUsage]:
+        """Every month on record for the router, one row per SIM, oldest first."""
+        query = (
+            select(UsageMonthRow)
+            .where(UsageMonthRow.router_id == router_id)
+            .order_by(UsageMonthRow.month, UsageMonthRow.iccid)
+        )
+        with reading(self._sessions, "usage") as session:
+            return [_month(row) for row in session.scalars(query)]
+
+    def sim_month(self, iccid: str, month: str) -> MonthUsage | None:
+        """A SIM's total for a month across every router it was in (None if never seen)."""
+        query = select(
+            func.sum(UsageMonthRow.received),
+            func.sum(UsageMonthRow.sent),
+            func.max(UsageMonthRow.router_id),
+            func.max(UsageMonthRow.updated_at),
+            func.count(),
+            func.sum(cast(UsageMonthRow.partial, Integer)),
+        ).where(UsageMonthRow.iccid == iccid, UsageMonthRow.month == month)
+        with reading(self._sessions, "usage") as session:
+            received, sent, router_id, updated, rows, partials = session.execute(query).one()
+        if not rows:
+            return None
+        return MonthUsage(
+            router_id, iccid, month, int(received), int(sent), bool(partials), _utc(updated)
+        )
+
+    def _upsert_state(self, session: Session, state: UsageState) -> None:
+        values = _state_values(state)
+        dialect = session.get_bind().dialect.name
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        statement = insert(UsageStateRow).values(values)
+        changes = {key: statement.excluded[key] for key in values if key != "router_id"}
+        session.execute(statement.on_conflict_do_update(index_elements=["router_id"], set_=changes))
+
+    def _add(self, session: Session, delta: UsageDelta, now: datetime) -> None:
+        key = (
+            (UsageMonthRow.router_id == delta.router_id)
+            & (UsageMonthRow.iccid == (delta.iccid or NO_SIM))
+            & (UsageMonthRow.month == delta.month)
+        )
+        added = session.execute(
+            update(UsageMonthRow)
+            .where(key)
+            .values(
+                received=UsageMonthRow.received + delta.received,
+                sent=UsageMonthRow.sent + delta.sent,
+                partial=UsageMonthRow.partial | delta.partial,
+                updated_at=now,
+            )
+        )
+        if added.rowcount == 0:  # type: ignore[attr-defined]
+            session.add(
+                UsageMonthRow(
+                    router_id=delta.router_id,
+                    iccid=delta.iccid or NO_SIM,
+                    month=delta.month,
+                    received=delta.received,
+                    sent=delta.sent,
+                    partial=delta.partial,
+                    updated_at=now,
+                )
+            )
+            session.flush()
+
+
+def _state_values(state: UsageState) -> dict[str, Any]:
+    def counter(reading: Counter | None) -> tuple[int | None, str | None]:
+        if reading is None:
+            return None, None
+        return reading.value, reading.type.value
+
+    received_value, received_type = counter(state.received)
+    sent_value, sent_type = counter(state.sent)
+    return {
+        "router_id": state.router_id,
+        "at": state.at,
+        "iccid": state.iccid,
+        "received_value": received_value,
+        "received_type": received_type,
+        "sent_value": sent_value,
+        "sent_type": sent_type,
+        "uptime_seconds": state.uptime_seconds,
+        "uptime_clock": state.uptime_clock.value if state.uptime_clock else None,
+        "month_received": state.month_received,
+        "month_sent": state.month_sent,
+        "month_cleared": state.month_cleared,
+        "recent_rate": state.recent_rate,
+    }
+
+
+def _state(row: UsageStateRow) -> UsageState:
+    def counter(value: int | None, kind: str | None) -> Counter | None:
+        return Counter(value, CounterType(kind)) if value is not None and kind else None
+
+    return UsageState(
+        router_id=row.router_id,
+        at=_utc(row.at),
+        iccid=row.iccid,
+        received=counter(row.received_value, row.received_type),
+        sent=counter(row.sent_value, row.sent_type),
+        uptime_seconds=row.uptime_seconds,
+        uptime_clock=UptimeClock(row.uptime_clock) if row.uptime_clock else None,
+        month_received=row.month_received,
+        month_sent=row.month_sent,
+        month_cleared=row.month_cleared,
+        recent_rate=row.recent_rate,
+    )
+
+
+def _month(row: UsageMonthRow) -> MonthUsage:
+    iccid = row.iccid or None
+    return MonthUsage(
+        row.router_id, iccid, row.month, row.received, row.sent, row.partial, _utc(row.updated_at)
+    )
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything stored here is UTC.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -90,6 +90,18 @@ class DataCapSettings(Section):
     bytes: ByteSize = DEFAULT_DATA_CAP_BYTES
 
 
+class HealthSettings(Section):
+    """For-durations of the health states (unset: the core's defaults, see the example file)."""
+
+    unreachable_after: Duration | None = None
+    wan_down_after: Duration | None = None
+    sim_absent_after: Duration | None = None
+    capped_after: Duration | None = None
+    unreadable_after: Duration | None = None
+    recovery_after: Duration | None = None
+    recovery_hold: Duration | None = None
+
+
 class LogSettings(Section):
     """Logging to standard error."""
 
@@ -127,6 +139,7 @@ class Settings(Section):
     poll: PollSettings = PollSettings()
     timezone: str = "Europe/London"
     data_cap: DataCapSettings = DataCapSettings()
+    health: HealthSettings = HealthSettings()
     log: LogSettings = LogSettings()
     profiles: ProfileSettings = ProfileSettings()
     router_defaults: RouterDefaults = RouterDefaults()

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from monitor.model.health import Health, HealthState, Transition
 from monitor.model.inventory import (
     ALLOWED_PARENTS,
     DEFAULT_PORTS,
@@ -60,6 +61,8 @@ __all__ = [
     "DeviceStatus",
     "Endpoint",
     "FailureKind",
+    "Health",
+    "HealthState",
     "HttpLogin",
     "Identity",
     "LinkState",
@@ -76,6 +79,7 @@ __all__ = [
     "SimState",
     "SnmpCredentials",
     "Traffic",
+    "Transition",
     "UptimeClock",
     "UsageDelta",
     "UsageState",

@@ -5,10 +5,12 @@ SQLAlchemy rows never leave this package.
 
 from monitor.store.bulk import UpsertResult
 from monitor.store.db import open_database, schema_status, upgrade
+from monitor.store.health import HealthStore
 from monitor.store.inventory import Inventory, SyncResult
 from monitor.store.usage import UsageStore
 
 __all__ = [
+    "HealthStore",
     "Inventory",
     "SyncResult",
     "UpsertResult",

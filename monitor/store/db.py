@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import URL, Engine, create_engine, event, make_url, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -167,3 +170,16 @@ def store_error(exc: SQLAlchemyError, what: str) -> StoreError:
     if "no such table" in reason or "does not exist" in reason:
         reason += " (is the schema migrated? run `monitor db upgrade`)"
     return StoreError(f"{what}: {reason}")
+
+
+def as_utc(value: datetime) -> datetime:
+    """A stored timestamp as an aware UTC datetime (SQLite hands back naive ones)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def upsert(session: Session, table: type[Any], values: dict[str, Any], key: str) -> None:
+    """Insert a row, or update every other column of the row with the same `key`."""
+    dialect = session.get_bind().dialect.name
+    statement = (pg_insert if dialect == "postgresql" else sqlite_insert)(table).values(values)
+    changes = {column: statement.excluded[column] for column in values if column != key}
+    session.execute(statement.on_conflict_do_update(index_elements=[key], set_=changes))

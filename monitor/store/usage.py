@@ -9,16 +9,14 @@ no byte is lost or counted twice.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, Integer, cast, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.model import Counter, CounterType, MonthUsage, UptimeClock, UsageDelta, UsageState
-from monitor.store.db import reading, writing
+from monitor.store.db import as_utc, reading, upsert, writing
 from monitor.store.tables import UsageMonthRow, UsageStateRow
 
 # usage_months keys a month by SIM; a router that reports no ICCID is booked under ''.
@@ -42,7 +40,7 @@ class UsageStore:
     def record(self, state: UsageState, deltas: Sequence[UsageDelta], now: datetime) -> None:
         """Store the router's new state and add the deltas to its month totals, atomically."""
         with writing(self._sessions, f"recording usage of {state.router_id}") as session:
-            self._upsert_state(session, state)
+            upsert(session, UsageStateRow, _state_values(state), "router_id")
             for delta in deltas:
                 self._add(session, delta, now)
 
@@ -71,16 +69,8 @@ class UsageStore:
         if not rows:
             return None
         return MonthUsage(
-            router_id, iccid, month, int(received), int(sent), bool(partials), _utc(updated)
+            router_id, iccid, month, int(received), int(sent), bool(partials), as_utc(updated)
         )
-
-    def _upsert_state(self, session: Session, state: UsageState) -> None:
-        values = _state_values(state)
-        dialect = session.get_bind().dialect.name
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
-        statement = insert(UsageStateRow).values(values)
-        changes = {key: statement.excluded[key] for key in values if key != "router_id"}
-        session.execute(statement.on_conflict_do_update(index_elements=["router_id"], set_=changes))
 
     def _add(self, session: Session, delta: UsageDelta, now: datetime) -> None:
         key = (
@@ -144,7 +134,7 @@ def _state(row: UsageStateRow) -> UsageState:
 
     return UsageState(
         router_id=row.router_id,
-        at=_utc(row.at),
+        at=as_utc(row.at),
         iccid=row.iccid,
         received=counter(row.received_value, row.received_type),
         sent=counter(row.sent_value, row.sent_type),
@@ -160,10 +150,5 @@ def _state(row: UsageStateRow) -> UsageState:
 def _month(row: UsageMonthRow) -> MonthUsage:
     iccid = row.iccid or None
     return MonthUsage(
-        row.router_id, iccid, row.month, row.received, row.sent, row.partial, _utc(row.updated_at)
+        row.router_id, iccid, row.month, row.received, row.sent, row.partial, as_utc(row.updated_at)
     )
-
-
-def _utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything stored here is UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

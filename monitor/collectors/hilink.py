@@ -25,7 +25,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, get_args
 from xml.sax.saxutils import escape
 
 import aiohttp
@@ -41,20 +41,11 @@ from monitor.collectors.hilink_parse import (
     parse_ses_tok_info,
 )
 from monitor.model import FailureKind, HttpLogin, PollFailure, PollResult, PollTarget
-from monitor.profiles_hilink import HilinkProfile
+from monitor.profiles_hilink import HilinkProfile, ReadPath
 
-READ_PATHS: Final = frozenset(
-    {
-        "/api/monitoring/status",
-        "/api/pin/status",
-        "/api/monitoring/month_statistics",
-        "/api/monitoring/traffic-statistics",
-        "/api/device/information",
-        "/api/device/signal",
-        "/api/device/basic_information",
-        "/api/net/current-plmn",
-    }
-)
+# The same list a profile is validated against: one list, enforced twice (a profile that
+# escaped validation still cannot make the collector fetch anything else).
+READ_PATHS: Final = frozenset(get_args(ReadPath))
 """The read endpoints this collector may GET: the allow-list, whatever a profile says."""
 TOKEN_PATHS: Final = ("/", "/api/webserver/token", "/api/webserver/SesTokInfo")
 """Where a session token comes from, in the order tried (GETs too)."""

@@ -25,13 +25,14 @@ from monitor.collectors.base import Collector
 from monitor.collectors.hilink import HilinkCollector
 from monitor.collectors.snmp import SnmpCollector
 from monitor.config import Settings
-from monitor.core.status import StatusBoard
+from monitor.core.health import HealthRules
 from monitor.errors import ConfigError, Problem, StartupError
 from monitor.metrics import DaemonMetrics
-from monitor.model import PollResult, PollTarget, Protocol, Router
+from monitor.model import PollTarget, Protocol, Router
 from monitor.profiles import Profile, SnmpProfile, load_profiles
 from monitor.profiles_hilink import HilinkProfile
 from monitor.scheduler import Scheduler
+from monitor.tracking import Tracker, TrackingRules
 from monitor.units import HostPort
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,12 @@ def poll_targets(
         else:
             targets.append(PollTarget(router.id, router.endpoint, snmp, http))
     return targets, skipped
+
+
+def health_rules(settings: Settings) -> HealthRules:
+    """The health for-durations: the config's where set, the core's defaults elsewhere."""
+    given = {key: value for key, value in settings.health if value is not None}
+    return HealthRules(**given)
 
 
 def build_collectors(profiles: Mapping[str, Profile]) -> dict[Protocol, Collector]:
@@ -147,7 +154,12 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
 
     registry = CollectorRegistry()
     metrics = DaemonMetrics(registry)
-    board = StatusBoard()
+    tracker = Tracker(
+        store.UsageStore(engine),
+        store.HealthStore(engine),
+        TrackingRules(settings.zone, settings.data_cap.bytes, health_rules(settings)),
+    )
+    await asyncio.to_thread(tracker.load)
     collectors = build_collectors(profiles)
     reported_skips: set[str] = set()
 
@@ -160,15 +172,10 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
         reported_skips.update(skipped)
         return found
 
-    async def record(_: PollTarget, result: PollResult) -> None:
-        message = board.record(result)
-        if message:
-            log.info("%s", message)
-
     scheduler = Scheduler(
         targets,
         collectors,
-        record,
+        tracker.handle,
         metrics,
         interval=settings.poll.interval,
         timeout=settings.poll.timeout,

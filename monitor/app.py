@@ -145,21 +145,20 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
     loop = asyncio.get_running_loop()
     profiles = load_checked_profiles(settings)
     engine = await asyncio.to_thread(prepare_database, settings)
-    inventory = store.Inventory(engine)
     try:
+        inventory = store.Inventory(engine)
+        tracker = Tracker(
+            store.UsageStore(engine),
+            store.HealthStore(engine),
+            TrackingRules(settings.zone, settings.data_cap.bytes, health_rules(settings)),
+        )
+        await asyncio.to_thread(tracker.load)
         sock = listen_socket(settings.http.listen)
-    except StartupError:
+    except BaseException:
         engine.dispose()
         raise
-
     registry = CollectorRegistry()
     metrics = DaemonMetrics(registry)
-    tracker = Tracker(
-        store.UsageStore(engine),
-        store.HealthStore(engine),
-        TrackingRules(settings.zone, settings.data_cap.bytes, health_rules(settings)),
-    )
-    await asyncio.to_thread(tracker.load)
     collectors = build_collectors(profiles)
     reported_skips: set[str] = set()
 
@@ -192,7 +191,7 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
         checks["scheduler"] = "ok" if scheduler.cycles else "starting"
         return all(value == "ok" for value in checks.values()), checks
 
-    api = create_api(readiness, registry)
+    api = create_api(readiness, registry, tracker.series.render)
     config = uvicorn.Config(api, log_config=None, access_log=False, lifespan="off")
     server = _Server(config)
 

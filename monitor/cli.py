@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -121,22 +120,12 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _run(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    try:
-        asyncio.run(run_daemon(settings))
-    except MonitorError as exc:
-        logging.getLogger("monitor").error("%s", exc)
-        raise
+    asyncio.run(run_daemon(_settings(args)))
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    try:
-        asyncio.run(demo.run_demo(settings, args.routers, args.seed))
-    except MonitorError as exc:
-        logging.getLogger("monitor").error("%s", exc)
-        raise
+    asyncio.run(demo.run_demo(_settings(args), args.routers, args.seed))
     return 0
 
 

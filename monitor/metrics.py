@@ -1,10 +1,12 @@
 """The daemon's own metrics, on a registry it is handed (never the global one).
 
-Per-router series are a projection of stored state, rendered per router when that state changes
-(see DESIGN.md); they arrive with the collectors. What lives here is about the daemon itself.
+Per-router series are a projection of the tracked state, rendered per router when that state
+changes (`RouterSeries`, see DESIGN.md); the daemon's own metrics use prometheus-client.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -50,3 +52,82 @@ class DaemonMetrics:
             "Times the scheduler could not read the inventory from the database.",
             registry=registry,
         )
+
+
+# Per-router series: name -> (type, help). Every one is labelled `router` only (plus `state` for
+# the one-hot health); static facts will join through `router_info`.
+ROUTER_FAMILIES: dict[str, tuple[str, str]] = {
+    "router_up": ("gauge", "1 if the router's management interface answered the last poll."),
+    "router_connected": ("gauge", "1 if the mobile link was connected at the last answer."),
+    "router_sim_present": ("gauge", "1 if the router reported a SIM at the last answer."),
+    "router_state": ("gauge", "The router's health state, one-hot by `state`."),
+    "router_state_since_timestamp_seconds": ("gauge", "When the router entered its state."),
+    "router_data_month_used_bytes": (
+        "gauge",
+        "Bytes both ways counted for the router's SIM this calendar month (Europe/London).",
+    ),
+    "router_data_month_partial": (
+        "gauge",
+        "1 if counting began mid-month with nothing to seed it: the usage is a lower bound.",
+    ),
+    "router_data_month_forecast_bytes": ("gauge", "Projected bytes by the end of the month."),
+    "router_data_cap_bytes": ("gauge", "The SIM's monthly data cap; it cannot be raised."),
+    "router_signal_rssi_dbm": ("gauge", "Received signal strength (RSSI), dBm."),
+    "router_signal_rsrp_dbm": ("gauge", "LTE reference signal received power (RSRP), dBm."),
+    "router_signal_rsrq_db": ("gauge", "LTE reference signal received quality (RSRQ), dB."),
+    "router_signal_sinr_db": ("gauge", "Signal to interference plus noise ratio (SINR), dB."),
+    "router_battery_ratio": ("gauge", "Battery charge, 0 to 1."),
+    "router_uptime_seconds": ("gauge", "The router's uptime as it reported it."),
+    "router_last_poll_success_timestamp_seconds": ("gauge", "When the router last answered."),
+}
+
+# (family, extra labels such as 'state="online"', value): one line of a router's exposition.
+RouterSample = tuple[str, str, float]
+
+
+class RouterSeries:
+    """Per-router exposition lines, replaced when a router's state changes, joined per scrape.
+
+    Rebuilding 100k routers' metric families at every scrape costs seconds (DESIGN.md); here a
+    poll re-renders one router's few lines and a scrape only concatenates them, family by
+    family, as the text format requires.
+    """
+
+    def __init__(self) -> None:
+        self._lines: dict[str, dict[str, str]] = {name: {} for name in ROUTER_FAMILIES}
+
+    def update(self, router_id: str, samples: Iterable[RouterSample]) -> None:
+        """Replace everything shown for `router_id` with `samples`."""
+        fresh: dict[str, list[str]] = {}
+        label = f'router="{_escape(router_id)}"'
+        for family, extra, value in samples:
+            labels = f"{label},{extra}" if extra else label
+            fresh.setdefault(family, []).append(f"{family}{{{labels}}} {_number(value)}\n")
+        for family, lines in self._lines.items():
+            if family in fresh:
+                lines[router_id] = "".join(fresh[family])
+            else:
+                lines.pop(router_id, None)
+
+    def remove(self, router_id: str) -> None:
+        """Stop showing a router that left the inventory."""
+        for lines in self._lines.values():
+            lines.pop(router_id, None)
+
+    def render(self) -> str:
+        """The text exposition of every router's series."""
+        parts: list[str] = []
+        for family, lines in self._lines.items():
+            if lines:
+                kind, text = ROUTER_FAMILIES[family]
+                parts.append(f"# HELP {family} {text}\n# TYPE {family} {kind}\n")
+                parts.extend(lines.values())
+        return "".join(parts)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) < 2**53 else repr(value)

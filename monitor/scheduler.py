@@ -67,6 +67,7 @@ class Scheduler:
         self._wall_clock = wall_clock
         self._targets: dict[str, PollTarget] = {}
         self._due: list[tuple[float, str]] = []
+        self._scheduled: set[str] = set()  # router ids with an entry in _due
         self._running: dict[str, asyncio.Task[None]] = {}
         self._overrunning: set[str] = set()
         self._inventory_failing = False
@@ -96,7 +97,9 @@ class Scheduler:
     async def refresh(self, now: float) -> None:
         """Re-read the targets: new routers join on their offset, removed ones leave."""
         try:
-            targets = await self._targets_source()
+            # A hung database must not stop polling: give up on this refresh after an interval.
+            async with asyncio.timeout(self._interval):
+                targets = await self._targets_source()
         except Exception:  # any inventory failure: keep polling what we know, say so once
             self._metrics.inventory_errors.inc()
             if not self._inventory_failing:
@@ -107,8 +110,9 @@ class Scheduler:
             log.info("router inventory readable again")
             self._inventory_failing = False
         fresh = {target.router_id: target for target in targets}
-        for router_id in fresh.keys() - self._targets.keys():
+        for router_id in fresh.keys() - self._scheduled:
             heapq.heappush(self._due, (self._next_turn(router_id, now), router_id))
+            self._scheduled.add(router_id)
         if len(fresh) != len(self._targets):
             log.info("%d routers scheduled for polling", len(fresh))
         self._targets = fresh
@@ -125,6 +129,7 @@ class Scheduler:
             due, router_id = heapq.heappop(self._due)
             target = self._targets.get(router_id)
             if target is None:
+                self._scheduled.discard(router_id)
                 continue  # removed from the inventory: drop it from the schedule
             heapq.heappush(self._due, (due + self._interval, router_id))
             if router_id in self._running:

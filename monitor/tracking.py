@@ -10,14 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from monitor.core.calendar import month_key
+from monitor.core.forecast import forecast
 from monitor.core.health import HealthRules, observe
 from monitor.core.status import StatusBoard
 from monitor.core.usage import account
-from monitor.model import HealthState, PollResult, PollTarget, Sample, UsageState
+from monitor.errors import StoreError
+from monitor.metrics import RouterSample, RouterSeries
+from monitor.model import (
+    Health,
+    HealthState,
+    LinkState,
+    MonthUsage,
+    PollResult,
+    PollTarget,
+    Sample,
+    SimState,
+    UsageState,
+)
 from monitor.store import HealthStore, UsageStore
 
 log = logging.getLogger(__name__)
@@ -35,16 +49,25 @@ class TrackingRules:
 class Tracker:
     """Usage and health of every router, kept current from poll results."""
 
-    def __init__(self, usage: UsageStore, health: HealthStore, rules: TrackingRules) -> None:
+    def __init__(
+        self,
+        usage: UsageStore,
+        health: HealthStore,
+        rules: TrackingRules,
+        series: RouterSeries | None = None,
+    ) -> None:
         self._usage = usage
         self._health = health
         self._rules = rules
+        self.series = series or RouterSeries()
         self.board = StatusBoard()
         self.usage_states: dict[str, UsageState] = {}
         self.health_states: dict[str, HealthState] = {}
-        # ("sim", iccid, month) or ("router", id, month) -> bytes both ways, this month so far
-        self._cap_totals: dict[tuple[str, str, str], int] = {}
-        self._capped: dict[str, bool] = {}
+        # ("sim", iccid, month) or ("router", id, month) -> this month so far
+        self._months: dict[tuple[str, str, str], MonthUsage] = {}
+        self._month_of: dict[str, MonthUsage] = {}  # router id -> its SIM's month
+        self._store_failing = False
+        self.store_errors = 0
 
     def load(self) -> None:
         """Resume from the database (blocking: call before polling starts)."""
@@ -58,21 +81,75 @@ class Tracker:
             log.info("%s", message)
         router_id = result.router_id
         if isinstance(result, Sample):
-            self._capped[router_id] = await self._account(result)
+            try:
+                self._month_of[router_id] = await self._account(result)
+            except StoreError as exc:
+                # The readings were not stored, so the next poll counts this interval again:
+                # nothing is lost. Say so once, not for every router on every poll.
+                self._store_failed(exc)
+            else:
+                self._store_recovered()
+        month = self._month_of.get(router_id)
+        capped = month is not None and month.total >= self._rules.cap_bytes
         previous = self.health_states.get(router_id)
-        capped = self._capped.get(router_id, False)
         state, transition = observe(previous, result, capped, self._rules.health)
         if transition is not None or _damping_changed(previous, state):
-            await asyncio.to_thread(self._health.record, state, transition)
+            try:
+                await asyncio.to_thread(self._health.record, state, transition)
+            except StoreError as exc:
+                self._store_failed(exc)
+                return  # keep the last stored state: the transition is raised again next poll
         self.health_states[router_id] = state
         if transition is not None:
             log.info(
                 "router %s: %s -> %s: %s",
                 router_id, transition.from_state, transition.to_state, transition.reason,
             )  # fmt: skip
+        self.series.update(router_id, self._samples(router_id, result.at))
 
-    async def _account(self, sample: Sample) -> bool:
-        """Count the sample's usage; return whether its SIM has reached the cap this month."""
+    def _store_failed(self, exc: StoreError) -> None:
+        self.store_errors += 1
+        if not self._store_failing:
+            log.error("cannot store poll results (retried every poll): %s", exc)
+        self._store_failing = True
+
+    def _store_recovered(self) -> None:
+        if self._store_failing:
+            log.info("storing poll results again")
+        self._store_failing = False
+
+    def _samples(self, router_id: str, now: datetime) -> list[RouterSample]:
+        """The router's metric lines, from what is tracked of it."""
+        status = self.board.get(router_id)
+        health = self.health_states.get(router_id)
+        month = self._month_of.get(router_id)
+        usage = self.usage_states.get(router_id)
+        samples: list[RouterSample] = [("router_data_cap_bytes", "", self._rules.cap_bytes)]
+        if status is not None:
+            samples.append(("router_up", "", 1.0 if status.reachable else 0.0))
+            if status.last_success is not None:
+                stamp = status.last_success.timestamp()
+                samples.append(("router_last_poll_success_timestamp_seconds", "", stamp))
+            if status.last_sample is not None:
+                samples.extend(_sample_lines(status.last_sample))
+        if health is not None:
+            samples.extend(
+                ("router_state", f'state="{state.value}"', 1.0 if state is health.state else 0.0)
+                for state in Health
+            )
+            samples.append(("router_state_since_timestamp_seconds", "", health.since.timestamp()))
+        if month is not None:
+            rate = usage.recent_rate if usage else None
+            projection = forecast(month, self._rules.cap_bytes, now, self._rules.zone, rate)
+            samples += [
+                ("router_data_month_used_bytes", "", month.total),
+                ("router_data_month_partial", "", 1.0 if month.partial else 0.0),
+                ("router_data_month_forecast_bytes", "", projection.projected_total),
+            ]
+        return samples
+
+    async def _account(self, sample: Sample) -> MonthUsage:
+        """Count the sample's usage; return its SIM's month so far (what the cap counts)."""
         previous = self.usage_states.get(sample.router_id)
         result = account(previous, sample, self._rules.zone)
         await asyncio.to_thread(self._usage.record, result.state, result.deltas, sample.at)
@@ -80,22 +157,51 @@ class Tracker:
         for note in result.notes:
             # Per-poll detail (wraps, recoveries, seeds): health transitions carry the news.
             log.debug("router %s: %s", sample.router_id, note)
-        for delta in result.deltas:  # totals not yet cached are read from the DB when needed
+        for delta in result.deltas:  # months not yet cached are read from the DB when needed
             key = _cap_key(sample.router_id, delta.iccid, delta.month)
-            if key in self._cap_totals:
-                self._cap_totals[key] += delta.received + delta.sent
-        iccid = result.state.iccid
-        key = _cap_key(sample.router_id, iccid, month_key(sample.at, self._rules.zone))
-        if key not in self._cap_totals:
-            self._cap_totals[key] = await asyncio.to_thread(self._stored_total, key)
-        return self._cap_totals[key] >= self._rules.cap_bytes
+            if key in self._months:
+                cached = self._months[key]
+                self._months[key] = replace(
+                    cached,
+                    received=cached.received + delta.received,
+                    sent=cached.sent + delta.sent,
+                    partial=cached.partial or delta.partial,
+                    updated_at=sample.at,
+                )
+        month = month_key(sample.at, self._rules.zone)
+        key = _cap_key(sample.router_id, result.state.iccid, month)
+        if key not in self._months:
+            self._months[key] = await asyncio.to_thread(self._stored_month, key, sample)
+        return self._months[key]
 
-    def _stored_total(self, key: tuple[str, str, str]) -> int:
+    def _stored_month(self, key: tuple[str, str, str], sample: Sample) -> MonthUsage:
         kind, name, month = key
         if kind == "sim":
-            usage = self._usage.sim_month(name, month)
-            return usage.total if usage else 0
-        return sum(m.total for m in self._usage.months(name) if m.month == month and not m.iccid)
+            found = self._usage.sim_month(name, month)
+        else:
+            rows = [m for m in self._usage.months(name) if m.month == month and not m.iccid]
+            found = rows[0] if rows else None
+        iccid = name if kind == "sim" else None
+        return found or MonthUsage(sample.router_id, iccid, month, 0, 0, True, sample.at)
+
+
+def _sample_lines(sample: Sample) -> list[RouterSample]:
+    lines: list[RouterSample] = [
+        ("router_connected", "", 1.0 if sample.link is LinkState.CONNECTED else 0.0),
+        ("router_sim_present", "", 0.0 if sample.sim is SimState.ABSENT else 1.0),
+    ]
+    optional = {
+        "router_signal_rssi_dbm": sample.signal.rssi_dbm,
+        "router_signal_rsrp_dbm": sample.signal.rsrp_dbm,
+        "router_signal_rsrq_db": sample.signal.rsrq_db,
+        "router_signal_sinr_db": sample.signal.sinr_db,
+        "router_battery_ratio": (
+            sample.battery_percent / 100 if sample.battery_percent is not None else None
+        ),
+        "router_uptime_seconds": sample.uptime_seconds,
+    }
+    lines.extend((family, "", value) for family, value in optional.items() if value is not None)
+    return lines
 
 
 def _cap_key(router_id: str, iccid: str | None, month: str) -> tuple[str, str, str]:

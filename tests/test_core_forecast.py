@@ -81,3 +81,12 @@ def test_an_ended_month_is_final(partial: bool) -> None:
     assert (result.projected_total, result.cap_reached_at) == (10**9, None)
     assert result.confidence == ("low" if partial else "high")
     assert result.basis.startswith("month ended")
+
+
+def test_a_trickle_puts_the_cap_beyond_the_month_without_overflowing() -> None:
+    # Regression: a new router with a near-zero smoothed rate made the cap date overflow
+    # datetime (found by the daemon on its first polls).
+    at = OCT_START + timedelta(hours=1)
+    result = forecast(usage(100, at, partial=True), CAP, at, LONDON, 1e-9)
+    assert result.cap_reached_at is None
+    assert result.projected_total == 100

@@ -49,6 +49,8 @@ def test_demo_polls_its_emulated_fleet(tmp_path: Path) -> None:
         assert metric(base, success) >= 24  # every router answered at least twice
         assert metric(base, "router_monitor_inventory_routers") == 12
         assert metric(base, "router_monitor_poll_overruns_total") == 0
+        assert metric(base, 'router_data_cap_bytes{router="emu-00001"}') == 20 * 10**9
+        assert metric(base, 'router_up{router="emu-00001"}') == 1
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=20)
     finally:

@@ -12,7 +12,6 @@ import collections
 import itertools
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from prometheus_client import CollectorRegistry
 
 from monitor.metrics import DaemonMetrics
@@ -187,11 +186,40 @@ async def test_inventory_failure_keeps_polling_known_routers() -> None:
     assert len(collector.started["r-1"]) >= 3
 
 
-@pytest.mark.parametrize("count", [1, 500])
-async def test_stop_returns_promptly(count: int) -> None:
-    collector = RecordingCollector(delay=0.05)
-    s, _ = scheduler([target(f"r-{i}") for i in range(count)], collector, [], interval=60)
+async def test_stop_cancels_polls_in_flight_promptly() -> None:
+    collector = RecordingCollector(delay=30)  # every poll hangs far past the stop
+    targets = [target(f"r-{i}") for i in range(50)]
+    s, _ = scheduler(targets, collector, [], interval=0.2, timeout=20, concurrency=50)
+    stop = asyncio.Event()
+    task = asyncio.create_task(s.run(stop))
+    await asyncio.sleep(0.4)
+    assert sum(collector.active.values()) > 0
     loop = asyncio.get_running_loop()
-    started = loop.time()
-    await run_for(s, 0.2)
-    print(f"stopped {count} routers in {loop.time() - started - 0.2:.3f}s")
+    stopped_at = loop.time()
+    stop.set()
+    await asyncio.wait_for(task, timeout=5)
+    print(f"stopped with polls in flight after {loop.time() - stopped_at:.3f}s")
+    assert sum(collector.active.values()) == 0
+
+
+async def test_a_router_removed_and_added_back_keeps_one_turn_per_interval() -> None:
+    collector = RecordingCollector()
+    results: list[PollResult] = []
+    present = [target("r-1")]
+    s, metrics = scheduler(present, collector, results, interval=0.3)
+    stop = asyncio.Event()
+    task = asyncio.create_task(s.run(stop))
+    await asyncio.sleep(0.35)
+    loop = asyncio.get_running_loop()
+    # Gone at one refresh and back at the next, before its old turn comes round.
+    present.clear()
+    await s.refresh(loop.time())
+    present.append(target("r-1"))
+    await s.refresh(loop.time())
+    await asyncio.sleep(1.5)
+    stop.set()
+    await asyncio.wait_for(task, timeout=5)
+    starts = collector.started["r-1"]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert all(gap > 0.2 for gap in gaps), gaps
+    assert sample(metrics, "router_monitor_poll_overruns_total") == 0

@@ -6,8 +6,9 @@ runs in seconds; the routers' ground truth is what the stored month totals must 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -156,4 +157,45 @@ async def test_cap_reached_makes_the_router_capped(
     states = HealthStore(migrated).load_states()
     assert {state.state for state in states.values()} == {Health.CAPPED}
     assert all(track.health_states[r.life.router_id].state is Health.CAPPED for r in routers)
-    assert timedelta(0) <= clock.utc() - states[routers[0].life.router_id].since
+
+
+async def test_a_failing_database_loses_nothing_and_health_goes_on(
+    migrated: Engine, fleet: EmulatedFleet, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sqlalchemy import text
+
+    caplog.set_level(logging.INFO, logger="monitor.tracking")
+    routers = fleet.routers
+    register(migrated, routers)
+    track = tracker(migrated)
+    await poll_for(routers, clock, track, minutes=3)
+    with migrated.begin() as connection:  # the month table disappears from under the daemon
+        connection.execute(text("ALTER TABLE usage_months RENAME TO usage_months_away"))
+    await poll_for(routers, clock, track, minutes=4)
+    assert track.store_errors >= 4 * len(routers)
+    assert caplog.text.count("cannot store poll results") == 1  # said once, not every poll
+    assert all(state.state is Health.ONLINE for state in track.health_states.values())
+    with migrated.begin() as connection:
+        connection.execute(text("ALTER TABLE usage_months_away RENAME TO usage_months"))
+    await poll_for(routers, clock, track, minutes=2)
+    assert "storing poll results again" in caplog.text
+    # The failed polls' bytes were counted when storing worked again: the totals still match.
+    month = month_key(clock.utc(), LONDON)
+    year, number = (int(part) for part in month.split("-"))
+    for router in routers:
+        life = router.life
+        counted = stored_total(migrated, router, month)
+        assert counted <= life.month_truth(year, number)
+        assert life.month_truth(year, number) - counted <= 61 * (
+            life.received_rate + life.sent_rate
+        )
+
+
+async def test_cap_not_reached_is_not_capped(
+    migrated: Engine, fleet: EmulatedFleet, clock: FakeClock
+) -> None:
+    routers = fleet.routers
+    register(migrated, routers)
+    track = tracker(migrated, cap=10**12)
+    await poll_for(routers, clock, track, minutes=4)
+    assert Health.CAPPED not in {state.state for state in track.health_states.values()}

@@ -19,8 +19,13 @@ from monitor import __version__
 Readiness = Callable[[], Awaitable[tuple[bool, dict[str, str]]]]
 
 
-def create_api(readiness: Readiness, registry: CollectorRegistry) -> FastAPI:
-    """Build the HTTP application over the given readiness check and metrics registry."""
+def create_api(
+    readiness: Readiness,
+    registry: CollectorRegistry,
+    router_series: Callable[[], str] = str,
+) -> FastAPI:
+    """Build the HTTP application over a readiness check, the daemon's own metrics registry and
+    the per-router series' renderer."""
     api = FastAPI(
         title="router-monitor",
         version=__version__,
@@ -44,7 +49,7 @@ def create_api(readiness: Readiness, registry: CollectorRegistry) -> FastAPI:
     @api.get("/metrics", tags=["metrics"], include_in_schema=False)
     async def metrics() -> Response:
         """Prometheus text exposition."""
-        payload = await run_in_threadpool(generate_latest, registry)
-        return Response(payload, media_type=CONTENT_TYPE_LATEST)
+        own = await run_in_threadpool(generate_latest, registry)
+        return Response(own + router_series().encode(), media_type=CONTENT_TYPE_LATEST)
 
     return api

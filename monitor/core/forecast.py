@@ -57,8 +57,10 @@ def forecast(
     remaining = (end - counted_to).total_seconds()
     projected = total + int(rate * remaining)
     if reached is None and rate > 0:
-        at = counted_to + timedelta(seconds=(cap_bytes - total) / rate)
-        reached = at if at < end else None
+        # Compare seconds before building a datetime: a trickle of bytes puts the cap centuries
+        # away, beyond what a datetime can hold.
+        needed = (cap_bytes - total) / rate
+        reached = counted_to + timedelta(seconds=needed) if needed < remaining else None
 
     if month.partial or rate == 0.0 or observed < SETTLED_SECONDS:
         confidence = "low"

@@ -12,7 +12,9 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Integer, cast, func, select, update
+from sqlalchemy import Engine, Integer, cast, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.model import Counter, CounterType, MonthUsage, UptimeClock, UsageDelta, UsageState
@@ -73,34 +75,29 @@ class UsageStore:
         )
 
     def _add(self, session: Session, delta: UsageDelta, now: datetime) -> None:
-        key = (
-            (UsageMonthRow.router_id == delta.router_id)
-            & (UsageMonthRow.iccid == (delta.iccid or NO_SIM))
-            & (UsageMonthRow.month == delta.month)
+        # One statement, insert or add: safe when several pollers share the database.
+        dialect = session.get_bind().dialect.name
+        insert = (pg_insert if dialect == "postgresql" else sqlite_insert)(UsageMonthRow)
+        statement = insert.values(
+            router_id=delta.router_id,
+            iccid=delta.iccid or NO_SIM,
+            month=delta.month,
+            received=delta.received,
+            sent=delta.sent,
+            partial=delta.partial,
+            updated_at=now,
         )
-        added = session.execute(
-            update(UsageMonthRow)
-            .where(key)
-            .values(
-                received=UsageMonthRow.received + delta.received,
-                sent=UsageMonthRow.sent + delta.sent,
-                partial=UsageMonthRow.partial | delta.partial,
-                updated_at=now,
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["router_id", "iccid", "month"],
+                set_={
+                    "received": UsageMonthRow.received + statement.excluded.received,
+                    "sent": UsageMonthRow.sent + statement.excluded.sent,
+                    "partial": UsageMonthRow.partial | statement.excluded.partial,
+                    "updated_at": statement.excluded.updated_at,
+                },
             )
         )
-        if added.rowcount == 0:  # type: ignore[attr-defined]
-            session.add(
-                UsageMonthRow(
-                    router_id=delta.router_id,
-                    iccid=delta.iccid or NO_SIM,
-                    month=delta.month,
-                    received=delta.received,
-                    sent=delta.sent,
-                    partial=delta.partial,
-                    updated_at=now,
-                )
-            )
-            session.flush()
 
 
 def _state_values(state: UsageState) -> dict[str, Any]:

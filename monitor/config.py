@@ -8,6 +8,7 @@ key is `config/monitor.example.yaml`.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -122,7 +123,15 @@ class OrganisationSettings(Section):
         return Organisation(self.id, self.name, self.kind, self.parent)
 
 
-SHIPPED_PROFILES = str(Path(__file__).resolve().parent.parent / "config" / "profiles")
+def _shipped_profiles() -> str:
+    """The profiles that come with router-monitor: `config/profiles` of a source checkout (or
+    editable install), else where a wheel installs them (`<prefix>/share/router-monitor`)."""
+    checkout = Path(__file__).resolve().parent.parent / "config" / "profiles"
+    installed = Path(sys.prefix) / "share" / "router-monitor" / "profiles"
+    return str(checkout if checkout.is_dir() or not installed.is_dir() else installed)
+
+
+SHIPPED_PROFILES = _shipped_profiles()
 
 
 class ProfileSettings(Section):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -63,8 +63,6 @@ class Tracker:
         self.board = StatusBoard()
         self.usage_states: dict[str, UsageState] = {}
         self.health_states: dict[str, HealthState] = {}
-        # ("sim", iccid, month) or ("router", id, month) -> this month so far
-        self._months: dict[tuple[str, str, str], MonthUsage] = {}
         self._month_of: dict[str, MonthUsage] = {}  # router id -> its SIM's month
         self._store_failing = False
         self.store_errors = 0
@@ -152,37 +150,19 @@ class Tracker:
         """Count the sample's usage; return its SIM's month so far (what the cap counts)."""
         previous = self.usage_states.get(sample.router_id)
         result = account(previous, sample, self._rules.zone)
-        await asyncio.to_thread(self._usage.record, result.state, result.deltas, sample.at)
+        month = month_key(sample.at, self._rules.zone)
+        # The store reads the SIM's total inside the same transaction as the write, so routers
+        # sharing a SIM can never be counted twice by a cache here.
+        total = await asyncio.to_thread(
+            self._usage.record, result.state, result.deltas, sample.at, month
+        )
         self.usage_states[sample.router_id] = result.state
         for note in result.notes:
             # Per-poll detail (wraps, recoveries, seeds): health transitions carry the news.
             log.debug("router %s: %s", sample.router_id, note)
-        for delta in result.deltas:  # months not yet cached are read from the DB when needed
-            key = _cap_key(sample.router_id, delta.iccid, delta.month)
-            if key in self._months:
-                cached = self._months[key]
-                self._months[key] = replace(
-                    cached,
-                    received=cached.received + delta.received,
-                    sent=cached.sent + delta.sent,
-                    partial=cached.partial or delta.partial,
-                    updated_at=sample.at,
-                )
-        month = month_key(sample.at, self._rules.zone)
-        key = _cap_key(sample.router_id, result.state.iccid, month)
-        if key not in self._months:
-            self._months[key] = await asyncio.to_thread(self._stored_month, key, sample)
-        return self._months[key]
-
-    def _stored_month(self, key: tuple[str, str, str], sample: Sample) -> MonthUsage:
-        kind, name, month = key
-        if kind == "sim":
-            found = self._usage.sim_month(name, month)
-        else:
-            rows = [m for m in self._usage.months(name) if m.month == month and not m.iccid]
-            found = rows[0] if rows else None
-        iccid = name if kind == "sim" else None
-        return found or MonthUsage(sample.router_id, iccid, month, 0, 0, True, sample.at)
+        if total is None:
+            return MonthUsage(sample.router_id, result.state.iccid, month, 0, 0, True, sample.at)
+        return total
 
 
 def _sample_lines(sample: Sample) -> list[RouterSample]:
@@ -202,11 +182,6 @@ def _sample_lines(sample: Sample) -> list[RouterSample]:
     }
     lines.extend((family, "", value) for family, value in optional.items() if value is not None)
     return lines
-
-
-def _cap_key(router_id: str, iccid: str | None, month: str) -> tuple[str, str, str]:
-    """What the cap counts: the SIM's month across routers; the router's when no ICCID is known."""
-    return ("sim", iccid, month) if iccid else ("router", router_id, month)
 
 
 def _damping_changed(before: HealthState | None, after: HealthState) -> bool:

@@ -39,12 +39,20 @@ class UsageStore:
         with reading(self._sessions, "usage") as session:
             return {row.router_id: _state(row) for row in session.scalars(query)}
 
-    def record(self, state: UsageState, deltas: Sequence[UsageDelta], now: datetime) -> None:
-        """Store the router's new state and add the deltas to its month totals, atomically."""
+    def record(
+        self, state: UsageState, deltas: Sequence[UsageDelta], now: datetime, month: str
+    ) -> MonthUsage | None:
+        """Store the router's new state and add the deltas to its month totals, atomically;
+        return what the cap counts for `month` as of this write (its SIM's total across routers,
+        or the router's own when it reports no ICCID), or None if nothing is on record."""
         with writing(self._sessions, f"recording usage of {state.router_id}") as session:
             upsert(session, UsageStateRow, _state_values(state), "router_id")
             for delta in deltas:
                 self._add(session, delta, now)
+            if state.iccid:
+                return _sim_month(session, state.iccid, month)
+            row = session.get(UsageMonthRow, (state.router_id, NO_SIM, month))
+            return _month(row) if row is not None else None
 
     def months(self, router_id: str) -> list[MonthUsage]:
         """Every month on record for the router, one row per SIM, oldest first."""
@@ -58,21 +66,8 @@ class UsageStore:
 
     def sim_month(self, iccid: str, month: str) -> MonthUsage | None:
         """A SIM's total for a month across every router it was in (None if never seen)."""
-        query = select(
-            func.sum(UsageMonthRow.received),
-            func.sum(UsageMonthRow.sent),
-            func.max(UsageMonthRow.router_id),
-            func.max(UsageMonthRow.updated_at),
-            func.count(),
-            func.sum(cast(UsageMonthRow.partial, Integer)),
-        ).where(UsageMonthRow.iccid == iccid, UsageMonthRow.month == month)
         with reading(self._sessions, "usage") as session:
-            received, sent, router_id, updated, rows, partials = session.execute(query).one()
-        if not rows:
-            return None
-        return MonthUsage(
-            router_id, iccid, month, int(received), int(sent), bool(partials), as_utc(updated)
-        )
+            return _sim_month(session, iccid, month)
 
     def _add(self, session: Session, delta: UsageDelta, now: datetime) -> None:
         # One statement, insert or add: safe when several pollers share the database.
@@ -98,6 +93,23 @@ class UsageStore:
                 },
             )
         )
+
+
+def _sim_month(session: Session, iccid: str, month: str) -> MonthUsage | None:
+    query = select(
+        func.sum(UsageMonthRow.received),
+        func.sum(UsageMonthRow.sent),
+        func.max(UsageMonthRow.router_id),
+        func.max(UsageMonthRow.updated_at),
+        func.count(),
+        func.sum(cast(UsageMonthRow.partial, Integer)),
+    ).where(UsageMonthRow.iccid == iccid, UsageMonthRow.month == month)
+    received, sent, router_id, updated, rows, partials = session.execute(query).one()
+    if not rows:
+        return None
+    return MonthUsage(
+        router_id, iccid, month, int(received), int(sent), bool(partials), as_utc(updated)
+    )
 
 
 def _state_values(state: UsageState) -> dict[str, Any]:

@@ -6,6 +6,16 @@
 
 from __future__ import annotations
 
+from monitor.model.alerts import (
+    Alert,
+    AlertState,
+    Condition,
+    Rule,
+    Severity,
+    SupportRequestKind,
+    alert_fingerprint,
+    episode_id,
+)
 from monitor.model.health import Health, HealthState, Transition
 from monitor.model.inventory import (
     ALLOWED_PARENTS,
@@ -53,7 +63,10 @@ from monitor.model.validation import (
 __all__ = [
     "ALLOWED_PARENTS",
     "DEFAULT_PORTS",
+    "Alert",
+    "AlertState",
     "Allocation",
+    "Condition",
     "Counter",
     "CounterType",
     "Device",
@@ -74,15 +87,20 @@ __all__ = [
     "PollTarget",
     "Protocol",
     "Router",
+    "Rule",
     "Sample",
+    "Severity",
     "Signal",
     "SimState",
     "SnmpCredentials",
+    "SupportRequestKind",
     "Traffic",
     "Transition",
     "UptimeClock",
     "UsageDelta",
     "UsageState",
+    "alert_fingerprint",
+    "episode_id",
     "iccid_problem",
     "identifier_problem",
     "imei_problem",

@@ -12,6 +12,7 @@ import logging
 import signal
 import socket
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,15 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from monitor import __version__, store
+from monitor.alerts.engine import AlertEngine
 from monitor.api import create_api
 from monitor.collectors.base import Collector
 from monitor.collectors.hilink import HilinkCollector
 from monitor.collectors.snmp import SnmpCollector
 from monitor.config import Settings
 from monitor.core.health import HealthRules
+from monitor.core.lifecycle import OutageRules
+from monitor.core.rules import AlertRules
 from monitor.errors import ConfigError, Problem, StartupError
 from monitor.metrics import DaemonMetrics
 from monitor.model import PollTarget, Protocol, Router
@@ -36,6 +40,9 @@ from monitor.tracking import Tracker, TrackingRules
 from monitor.units import HostPort
 
 log = logging.getLogger(__name__)
+
+# Rules have for-durations of minutes: a fresh look every 30 s is ample and cheap.
+ALERT_EVALUATION = timedelta(seconds=30)
 
 
 class _Server(uvicorn.Server):
@@ -145,6 +152,8 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
     loop = asyncio.get_running_loop()
     profiles = load_checked_profiles(settings)
     engine = await asyncio.to_thread(prepare_database, settings)
+    registry = CollectorRegistry()
+    metrics = DaemonMetrics(registry)
     try:
         inventory = store.Inventory(engine)
         tracker = Tracker(
@@ -153,17 +162,26 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
             TrackingRules(settings.zone, settings.data_cap.bytes, health_rules(settings)),
         )
         await asyncio.to_thread(tracker.load)
+        known_routers: list[Router] = []
+        alert_engine = AlertEngine(
+            store.AlertStore(engine),
+            tracker,
+            lambda: known_routers,
+            AlertRules(settings.data_cap.bytes, settings.zone, health_rules(settings)),
+            OutageRules(),
+            metrics,
+        )
+        await asyncio.to_thread(alert_engine.load)
         sock = listen_socket(settings.http.listen)
     except BaseException:
         engine.dispose()
         raise
-    registry = CollectorRegistry()
-    metrics = DaemonMetrics(registry)
     collectors = build_collectors(profiles)
     reported_skips: set[str] = set()
 
     async def targets() -> Sequence[PollTarget]:
         routers = await asyncio.to_thread(inventory.list_routers, True)
+        known_routers[:] = routers
         found, skipped = poll_targets(routers, settings, profiles)
         for reason in sorted(set(skipped) - reported_skips):
             log.warning("not polling router %s", reason)
@@ -209,6 +227,7 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
     tasks = [
         asyncio.create_task(server.serve(sockets=[sock]), name="http"),
         asyncio.create_task(scheduler.run(stop), name="scheduler"),
+        asyncio.create_task(alert_engine.run(stop, ALERT_EVALUATION), name="alerts"),
     ]
     stopper = asyncio.create_task(stop.wait(), name="stop")
     listen = settings.http.listen

@@ -47,6 +47,13 @@ class DaemonMetrics:
             "Turns skipped because the router's previous poll was still running.",
             registry=registry,
         )
+        self.alerts_firing = Gauge(
+            "router_monitor_alerts_firing",
+            "Alerts firing now, by rule.",
+            ["rule"],
+            registry=registry,
+        )
+        self.seen_rules: set[str] = set()  # rules ever published, so a cleared one shows 0
         self.inventory_errors = Counter(
             "router_monitor_inventory_errors",
             "Times the scheduler could not read the inventory from the database.",

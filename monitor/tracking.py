@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from monitor.core.calendar import month_key
 from monitor.core.forecast import forecast
 from monitor.core.health import HealthRules, observe
+from monitor.core.rules import RouterFacts
 from monitor.core.status import StatusBoard
 from monitor.core.usage import account
 from monitor.errors import StoreError
@@ -28,6 +29,7 @@ from monitor.model import (
     MonthUsage,
     PollResult,
     PollTarget,
+    Router,
     Sample,
     SimState,
     UsageState,
@@ -115,6 +117,23 @@ class Tracker:
         if self._store_failing:
             log.info("storing poll results again")
         self._store_failing = False
+
+    def facts(self, router: Router, now: datetime) -> RouterFacts:
+        """What is known of `router` for the alert rules."""
+        status = self.board.get(router.id)
+        month = self._month_of.get(router.id)
+        usage = self.usage_states.get(router.id)
+        projection = None
+        if month is not None:
+            rate = usage.recent_rate if usage else None
+            projection = forecast(month, self._rules.cap_bytes, now, self._rules.zone, rate)
+        return RouterFacts(
+            router,
+            self.health_states.get(router.id),
+            month,
+            projection,
+            status.last_sample if status else None,
+        )
 
     def _samples(self, router_id: str, now: datetime) -> list[RouterSample]:
         """The router's metric lines, from what is tracked of it."""

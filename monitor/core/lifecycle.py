@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 
 from monitor.core.rules import CONNECTIVITY_CHECKS
 from monitor.model import (
+    Advance,
     Alert,
     AlertState,
     Condition,
@@ -33,25 +34,6 @@ from monitor.model import (
 )
 
 _ACTIVE = frozenset({AlertState.PENDING, AlertState.FIRING})
-
-
-@dataclass(frozen=True, slots=True)
-class Advance:
-    """One alert after an evaluation, and what changed (what the caller persists and sends)."""
-
-    alert: Alert
-    previous: AlertState  # `inactive` for an alert seen for the first time
-    updated: bool = False  # still firing, but what it says changed (worth a work note)
-
-    @property
-    def changed(self) -> bool:
-        """Whether the state moved (pending, fired, resolved, went inactive)."""
-        return self.alert.state is not self.previous
-
-    @property
-    def fired(self) -> bool:
-        """Whether a new episode began firing at this evaluation."""
-        return self.changed and self.alert.state is AlertState.FIRING
 
 
 def advance(previous: Alert | None, condition: Condition | None, now: datetime) -> Advance:

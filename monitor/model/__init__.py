@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from monitor.model.alerts import (
+    Advance,
     Alert,
     AlertState,
     Condition,
@@ -63,6 +64,7 @@ from monitor.model.validation import (
 __all__ = [
     "ALLOWED_PARENTS",
     "DEFAULT_PORTS",
+    "Advance",
     "Alert",
     "AlertState",
     "Allocation",

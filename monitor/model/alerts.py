@@ -136,3 +136,22 @@ class Alert:
     def raises_request(self) -> bool:
         """Whether this alert, firing, should have a support request of its own."""
         return self.state is AlertState.FIRING and self.request is not None and not self.held_back
+
+
+@dataclass(frozen=True, slots=True)
+class Advance:
+    """One alert after an evaluation, and what changed (what the caller persists and sends)."""
+
+    alert: Alert
+    previous: AlertState  # `inactive` for an alert seen for the first time
+    updated: bool = False  # still firing, but what it says changed (worth a work note)
+
+    @property
+    def changed(self) -> bool:
+        """Whether the state moved (pending, fired, resolved, went inactive)."""
+        return self.alert.state is not self.previous
+
+    @property
+    def fired(self) -> bool:
+        """Whether a new episode began firing at this evaluation."""
+        return self.changed and self.alert.state is AlertState.FIRING

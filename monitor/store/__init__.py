@@ -3,6 +3,7 @@
 SQLAlchemy rows never leave this package.
 """
 
+from monitor.store.alerts import AlertStore
 from monitor.store.bulk import UpsertResult
 from monitor.store.db import open_database, schema_status, upgrade
 from monitor.store.health import HealthStore
@@ -10,6 +11,7 @@ from monitor.store.inventory import Inventory, SyncResult
 from monitor.store.usage import UsageStore
 
 __all__ = [
+    "AlertStore",
     "HealthStore",
     "Inventory",
     "SyncResult",

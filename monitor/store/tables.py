@@ -21,7 +21,9 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -230,3 +232,60 @@ class HealthTransitionRow(Base):
     from_state: Mapped[str] = mapped_column(String(16))
     to_state: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(String(500))
+
+
+ALERT_STATES = ("inactive", "pending", "firing", "resolved")
+OUTBOX_CHANNELS = ("notify", "support")
+OUTBOX_EVENTS = ("firing", "resolved", "update")
+OUTBOX_STATES = ("pending", "sending", "sent", "failed")
+
+
+class AlertRow(Base):
+    """One alert's lifecycle state (see model.Alert); labels and annotations as JSON text."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (CheckConstraint(one_of("state", ALERT_STATES), name="state"),)
+
+    fingerprint: Mapped[str] = mapped_column(String(32), primary_key=True)
+    rule: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))
+    severity: Mapped[str] = mapped_column(String(16))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    router_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    organisation_id: Mapped[str | None] = mapped_column(String(64))
+    active_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    starts_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    episode_id: Mapped[str | None] = mapped_column(String(64))
+    labels: Mapped[str] = mapped_column(Text)
+    annotations: Mapped[str] = mapped_column(Text)
+    request: Mapped[str | None] = mapped_column(String(32))
+    held_back: Mapped[bool] = mapped_column(Boolean)
+
+
+class OutboxRow(Base):
+    """Something to send about an alert episode, written with the transition (outbox pattern).
+
+    The unique key makes a re-evaluation after a restart write nothing twice; dispatchers claim
+    rows with a conditional UPDATE so that several of them never send one row twice.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("episode_id", "channel", "event"),
+        CheckConstraint(one_of("channel", OUTBOX_CHANNELS), name="channel"),
+        CheckConstraint(one_of("event", OUTBOX_EVENTS), name="event"),
+        CheckConstraint(one_of("state", OUTBOX_STATES), name="state"),
+        Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    episode_id: Mapped[str] = mapped_column(String(64))
+    fingerprint: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str] = mapped_column(String(16))
+    event: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(500))

@@ -1,0 +1,1 @@
+"""Alert delivery on top of the core's rules and lifecycle: notifiers, support requests, outbox."""

@@ -1,0 +1,153 @@
+"""Alert persistence and the outbox: a transition and what must be sent about it, together.
+
+`AlertStore.apply` writes the alerts an evaluation changed and, in the same transaction, one
+outbox row per thing to send (a notification of an episode firing or resolving; a support
+request to raise, update or resolve). Outbox rows are unique per (episode, channel, event), so an
+evaluation repeated after a crash or restart adds nothing; senders work from the outbox, never
+from memory, so nothing is lost when a channel is down.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import Engine, delete, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from monitor.model import Advance, Alert, AlertState, Rule, Severity, SupportRequestKind
+from monitor.store.db import as_utc, reading, upsert, writing
+from monitor.store.tables import AlertRow, OutboxRow
+
+
+class AlertStore:
+    """Reads and writes alerts and their outbox rows."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    def load(self) -> dict[str, Alert]:
+        """Every alert not inactive, by fingerprint."""
+        with reading(self._sessions, "alerts") as session:
+            return {row.fingerprint: _alert(row) for row in session.scalars(select(AlertRow))}
+
+    def apply(self, advances: Sequence[Advance], now: datetime) -> int:
+        """Store what an evaluation changed and queue what to send; return rows queued."""
+        queued = 0
+        with writing(self._sessions, "recording alerts") as session:
+            for step in advances:
+                alert = step.alert
+                if alert.state is AlertState.INACTIVE:
+                    session.execute(
+                        delete(AlertRow).where(AlertRow.fingerprint == alert.fingerprint)
+                    )
+                    continue
+                if step.changed or step.updated:
+                    upsert(session, AlertRow, _values(alert), "fingerprint")
+                for channel, event in _sends(step):
+                    queued += _enqueue(session, alert, channel, event, now)
+        return queued
+
+    def firing(self) -> dict[str, int]:
+        """How many alerts fire, by rule."""
+        query = (
+            select(AlertRow.rule, func.count())
+            .where(AlertRow.state == AlertState.FIRING.value)
+            .group_by(AlertRow.rule)
+        )
+        with reading(self._sessions, "alerts") as session:
+            return {rule: count for rule, count in session.execute(query)}
+
+    def outbox(self, state: str | None = None) -> list[tuple[str, str, str, str]]:
+        """Outbox rows as (episode, channel, event, state), oldest first (for the API and tests)."""
+        query = select(OutboxRow.episode_id, OutboxRow.channel, OutboxRow.event, OutboxRow.state)
+        if state is not None:
+            query = query.where(OutboxRow.state == state)
+        with reading(self._sessions, "outbox") as session:
+            rows = session.execute(query.order_by(OutboxRow.id))
+            return [(episode, channel, event, state) for episode, channel, event, state in rows]
+
+
+def _sends(step: Advance) -> list[tuple[str, str]]:
+    """What an alert's step calls for: (channel, event) pairs."""
+    alert = step.alert
+    sends: list[tuple[str, str]] = []
+    if step.fired:
+        sends.append(("notify", "firing"))
+        if alert.raises_request:
+            sends.append(("support", "firing"))
+    elif step.changed and alert.state is AlertState.RESOLVED and step.previous is AlertState.FIRING:
+        sends.append(("notify", "resolved"))
+        if alert.request is not None and not alert.held_back:
+            sends.append(("support", "resolved"))
+    elif step.updated and alert.raises_request:
+        sends.append(("support", "update"))
+    return sends
+
+
+def _enqueue(session: Session, alert: Alert, channel: str, event: str, now: datetime) -> int:
+    if alert.episode_id is None:  # only firing or resolved alerts send, and they have one
+        return 0
+    dialect = session.get_bind().dialect.name
+    insert = (pg_insert if dialect == "postgresql" else sqlite_insert)(OutboxRow)
+    values = {
+        "episode_id": alert.episode_id,
+        "fingerprint": alert.fingerprint,
+        "channel": channel,
+        "event": event,
+        "state": "pending",
+        "created_at": now,
+        "next_attempt_at": now,
+        "attempts": 0,
+    }
+    # An update may be queued again while one is pending: that one will carry the latest.
+    statement = insert.values(values).on_conflict_do_nothing(
+        index_elements=["episode_id", "channel", "event"]
+    )
+    return int(session.execute(statement).rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _values(alert: Alert) -> dict[str, object]:
+    return {
+        "fingerprint": alert.fingerprint,
+        "rule": alert.rule.value,
+        "state": alert.state.value,
+        "severity": alert.severity.value,
+        "updated_at": alert.updated_at,
+        "router_id": alert.router_id,
+        "organisation_id": alert.organisation_id,
+        "active_since": alert.active_since,
+        "starts_at": alert.starts_at,
+        "ends_at": alert.ends_at,
+        "episode_id": alert.episode_id,
+        "labels": json.dumps(alert.labels, sort_keys=True),
+        "annotations": json.dumps(alert.annotations, sort_keys=True),
+        "request": alert.request.value if alert.request else None,
+        "held_back": alert.held_back,
+    }
+
+
+def _alert(row: AlertRow) -> Alert:
+    def stamp(value: datetime | None) -> datetime | None:
+        return as_utc(value) if value is not None else None
+
+    return Alert(
+        fingerprint=row.fingerprint,
+        rule=Rule(row.rule),
+        state=AlertState(row.state),
+        severity=Severity(row.severity),
+        updated_at=as_utc(row.updated_at),
+        router_id=row.router_id,
+        organisation_id=row.organisation_id,
+        active_since=stamp(row.active_since),
+        starts_at=stamp(row.starts_at),
+        ends_at=stamp(row.ends_at),
+        episode_id=row.episode_id,
+        labels=json.loads(row.labels),
+        annotations=json.loads(row.annotations),
+        request=SupportRequestKind(row.request) if row.request else None,
+        held_back=row.held_back,
+    )

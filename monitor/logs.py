@@ -45,5 +45,7 @@ def configure_logging(level: str, fmt: Literal["text", "json"]) -> None:
     root.setLevel(level.upper())
     # uvicorn's per-request access log would drown the daemon's own lines.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # urllib3 logs whole URLs (query-string tokens included) at DEBUG.
+    logging.getLogger("urllib3").setLevel(max(logging.INFO, root.level))
     # Alembic narrates every schema check (each /readyz); the daemon logs upgrades itself.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))

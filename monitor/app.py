@@ -21,7 +21,9 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from monitor import __version__, store
+from monitor.alerts.dispatch import NotificationDispatcher
 from monitor.alerts.engine import AlertEngine
+from monitor.alerts.notify import AlertmanagerNotifier, EmailNotifier, Notifier, WebhookNotifier
 from monitor.api import create_api
 from monitor.collectors.base import Collector
 from monitor.collectors.hilink import HilinkCollector
@@ -43,6 +45,7 @@ log = logging.getLogger(__name__)
 
 # Rules have for-durations of minutes: a fresh look every 30 s is ample and cheap.
 ALERT_EVALUATION = timedelta(seconds=30)
+DISPATCH_EVERY = timedelta(seconds=5)
 
 
 class _Server(uvicorn.Server):
@@ -100,6 +103,29 @@ def health_rules(settings: Settings) -> HealthRules:
     """The health for-durations: the config's where set, the core's defaults elsewhere."""
     given = {key: value for key, value in settings.health if value is not None}
     return HealthRules(**given)
+
+
+def build_notifiers(settings: Settings) -> list[Notifier]:
+    """One notifier per configured Alertmanager, webhook and mail server."""
+    config = settings.notifications
+    timeout = config.timeout.total_seconds()
+    generator = settings.http.listen.url + "/metrics"
+    notifiers: list[Notifier] = [
+        AlertmanagerNotifier(target.url, timeout, generator_url=generator)
+        for target in config.alertmanager
+    ]
+    notifiers += [
+        WebhookNotifier(hook.url, hook.secret.get_secret_value(), timeout)
+        for hook in config.webhooks
+    ]
+    if config.email is not None:
+        mail = config.email
+        password = mail.password.get_secret_value() if mail.password else None
+        server = (mail.host, mail.port, mail.sender, mail.recipients, mail.starttls)
+        notifiers.append(
+            EmailNotifier(*server, username=mail.username, password=password, timeout=timeout)
+        )
+    return notifiers
 
 
 def build_collectors(profiles: Mapping[str, Profile]) -> dict[Protocol, Collector]:
@@ -172,6 +198,7 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
             metrics,
         )
         await asyncio.to_thread(alert_engine.load)
+        dispatcher = NotificationDispatcher(store.AlertStore(engine), build_notifiers(settings))
         sock = listen_socket(settings.http.listen)
     except BaseException:
         engine.dispose()
@@ -228,6 +255,10 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
         asyncio.create_task(server.serve(sockets=[sock]), name="http"),
         asyncio.create_task(scheduler.run(stop), name="scheduler"),
         asyncio.create_task(alert_engine.run(stop, ALERT_EVALUATION), name="alerts"),
+        asyncio.create_task(
+            dispatcher.run(stop, lambda: list(alert_engine.alerts.values()), DISPATCH_EVERY),
+            name="notifications",
+        ),
     ]
     stopper = asyncio.create_task(stop.wait(), name="stop")
     listen = settings.http.listen

@@ -19,6 +19,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from monitor import units
+from monitor.config_notify import NotificationSettings
 from monitor.config_report import cross_check, describe_errors
 from monitor.config_routers import (
     HttpCredentials,
@@ -149,6 +150,7 @@ class Settings(Section):
     timezone: str = "Europe/London"
     data_cap: DataCapSettings = DataCapSettings()
     health: HealthSettings = HealthSettings()
+    notifications: NotificationSettings = NotificationSettings()
     log: LogSettings = LogSettings()
     profiles: ProfileSettings = ProfileSettings()
     router_defaults: RouterDefaults = RouterDefaults()

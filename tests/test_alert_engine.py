@@ -7,10 +7,20 @@ re-evaluated, and after a restart), and resolve both when the router answers aga
 
 from __future__ import annotations
 
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from alertmanager import BINARY, MISSING, running_alertmanager
 from sqlalchemy import Engine
 from test_tracking import FakeClock, clock, fleet, poll_for, register, tracker  # noqa: F401
 
+from monitor.alerts.dispatch import NotificationDispatcher
 from monitor.alerts.engine import AlertEngine
+from monitor.alerts.notify import AlertmanagerNotifier
 from monitor.core.lifecycle import OutageRules
 from monitor.core.rules import AlertRules
 from monitor.emulator.fleet import EmulatedFleet
@@ -76,3 +86,73 @@ async def test_offline_router_fires_once_survives_restart_and_resolves(
         ("support", "resolved"),
     ]
     assert store.firing() == {}
+
+
+async def test_dispatcher_delivers_the_episode_to_a_real_alertmanager(
+    migrated: Engine,
+    fleet: EmulatedFleet,  # noqa: F811
+    clock: FakeClock,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    if BINARY is None:
+        pytest.skip(MISSING)
+    register(migrated, fleet.routers)
+    track = tracker(migrated)
+    engine = engine_for(migrated, track)
+    store = AlertStore(migrated)
+    victim = fleet.routers[1]
+    with running_alertmanager(tmp_path / "am") as url:
+        # Alertmanager expires alerts by the real clock, so the expiry horizon is real time.
+        notifier = AlertmanagerNotifier(url, 5.0)
+        dispatcher = NotificationDispatcher(store, [notifier], clock=clock.utc)
+        await minutes(fleet, clock, track, engine, 3)
+        victim.life.power(clock.now, False)
+        await minutes(fleet, clock, track, engine, 17)
+        assert await dispatcher.dispatch_once() == 1  # the notify row; support waits its sink
+        assert [s for _, c, _, s in store.outbox() if c == "notify"] == ["sent"]
+        shown = active_alerts(url)
+        assert [(a["labels"]["alertname"], a["labels"]["router"]) for a in shown] == [
+            ("router_offline", victim.life.router_id)
+        ]
+        assert await dispatcher.dispatch_once() == 0  # nothing twice
+        victim.life.power(clock.now, True)
+        await minutes(fleet, clock, track, engine, 8)
+        assert await dispatcher.dispatch_once() == 1
+        deadline = time.monotonic() + 10
+        # Polling another process's API: there is no event to wait on.
+        while active_alerts(url) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)  # Alertmanager applies a resolution on its own schedule
+        assert active_alerts(url) == []
+    assert dispatcher.failed == 0
+
+
+async def test_a_permanent_refusal_is_marked_failed_not_retried(
+    migrated: Engine,
+    fleet: EmulatedFleet,  # noqa: F811
+    clock: FakeClock,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    if BINARY is None:
+        pytest.skip(MISSING)
+    register(migrated, fleet.routers)
+    track = tracker(migrated)
+    engine = engine_for(migrated, track)
+    store = AlertStore(migrated)
+    with running_alertmanager(tmp_path / "am") as url:
+        # A wrong path: Alertmanager answers 404, a refusal no retry can mend.
+        notifier = AlertmanagerNotifier(url + "/wrong", 5.0, clock=clock.utc)
+        dispatcher = NotificationDispatcher(store, [notifier], clock=clock.utc)
+        await minutes(fleet, clock, track, engine, 3)
+        fleet.routers[0].life.power(clock.now, False)
+        await minutes(fleet, clock, track, engine, 17)
+        assert await dispatcher.dispatch_once() == 1
+        assert await dispatcher.dispatch_once() == 0
+    assert [s for _, c, _, s in store.outbox() if c == "notify"] == ["failed"]
+    assert dispatcher.failed == 1
+
+
+def active_alerts(url: str) -> list[dict[str, Any]]:
+    reply = requests.get(f"{url}/api/v2/alerts", params={"active": "true"}, timeout=5)
+    reply.raise_for_status()
+    alerts: list[dict[str, Any]] = reply.json()
+    return alerts

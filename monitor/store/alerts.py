@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -69,6 +70,67 @@ class AlertStore:
         with reading(self._sessions, "outbox") as session:
             rows = session.execute(query.order_by(OutboxRow.id))
             return [(episode, channel, event, state) for episode, channel, event, state in rows]
+
+    def claim(
+        self, channel: str, now: datetime, lease: timedelta, limit: int = 100
+    ) -> list[Queued]:
+        """Take due rows of `channel` for sending; each claimed by exactly one caller.
+
+        A row is due when pending and its time has come, or when a sender claimed it and its
+        lease ran out (the sender died): the conditional UPDATE makes two dispatchers, in one
+        process or several, never both take one row.
+        """
+        due = (
+            select(OutboxRow)
+            .where(OutboxRow.channel == channel)
+            .where(OutboxRow.state.in_(("pending", "sending")))
+            .where(OutboxRow.next_attempt_at <= now)
+            .order_by(OutboxRow.id)
+            .limit(limit)
+        )
+        claimed: list[Queued] = []
+        with writing(self._sessions, "claiming outbox rows") as session:
+            for row in session.scalars(due).all():
+                taken = session.execute(
+                    update(OutboxRow)
+                    .where(OutboxRow.id == row.id)
+                    .where(OutboxRow.state == row.state)
+                    .where(OutboxRow.next_attempt_at == row.next_attempt_at)
+                    .values(state="sending", attempts=row.attempts + 1, next_attempt_at=now + lease)
+                )
+                if taken.rowcount == 1:  # type: ignore[attr-defined]
+                    alert = session.get(AlertRow, row.fingerprint)
+                    claimed.append(
+                        Queued(
+                            row.id, row.event, row.attempts + 1, _alert(alert) if alert else None
+                        )
+                    )
+        return claimed
+
+    def finish(self, row_id: int, state: str, at: datetime, error: str | None = None) -> None:
+        """Mark a claimed row sent, failed (for good), or pending again from `at`."""
+        with writing(self._sessions, "updating the outbox") as session:
+            session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id == row_id)
+                .values(state=state, next_attempt_at=at, last_error=error and error[:500])
+            )
+
+    def pending(self) -> int:
+        """Rows not yet sent and not failed for good."""
+        query = select(func.count()).where(OutboxRow.state.in_(("pending", "sending")))
+        with reading(self._sessions, "outbox") as session:
+            return int(session.scalar(query) or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """A claimed outbox row: which event, which attempt, and the alert as it is now."""
+
+    id: int
+    event: str
+    attempt: int
+    alert: Alert | None  # None if the alert has since gone inactive and been removed
 
 
 def _sends(step: Advance) -> list[tuple[str, str]]:

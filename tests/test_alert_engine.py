@@ -23,7 +23,7 @@ from monitor.alerts.engine import AlertEngine
 from monitor.alerts.notify import AlertmanagerNotifier
 from monitor.core.lifecycle import OutageRules
 from monitor.core.rules import AlertRules
-from monitor.emulator.fleet import EmulatedFleet
+from monitor.emulator.fleet import EmulatedFleet, EmulatedRouter
 from monitor.model import AlertState, Rule
 from monitor.store import AlertStore, Inventory
 from monitor.tracking import Tracker
@@ -88,6 +88,22 @@ async def test_offline_router_fires_once_survives_restart_and_resolves(
     assert store.firing() == {}
 
 
+async def offline_fired(
+    migrated: Engine,
+    served: EmulatedFleet,
+    fake: FakeClock,
+    victim: EmulatedRouter,
+) -> tuple[Tracker, AlertEngine, AlertStore]:
+    """Three good minutes, then `victim` switched off long enough for router_offline to fire."""
+    register(migrated, served.routers)
+    track = tracker(migrated)
+    engine = engine_for(migrated, track)
+    await minutes(served, fake, track, engine, 3)
+    victim.life.power(fake.now, False)
+    await minutes(served, fake, track, engine, 17)
+    return track, engine, AlertStore(migrated)
+
+
 async def test_dispatcher_delivers_the_episode_to_a_real_alertmanager(
     migrated: Engine,
     fleet: EmulatedFleet,  # noqa: F811
@@ -96,18 +112,12 @@ async def test_dispatcher_delivers_the_episode_to_a_real_alertmanager(
 ) -> None:
     if BINARY is None:
         pytest.skip(MISSING)
-    register(migrated, fleet.routers)
-    track = tracker(migrated)
-    engine = engine_for(migrated, track)
-    store = AlertStore(migrated)
     victim = fleet.routers[1]
+    track, engine, store = await offline_fired(migrated, fleet, clock, victim)
     with running_alertmanager(tmp_path / "am") as url:
         # Alertmanager expires alerts by the real clock, so the expiry horizon is real time.
         notifier = AlertmanagerNotifier(url, 5.0)
         dispatcher = NotificationDispatcher(store, [notifier], clock=clock.utc)
-        await minutes(fleet, clock, track, engine, 3)
-        victim.life.power(clock.now, False)
-        await minutes(fleet, clock, track, engine, 17)
         assert await dispatcher.dispatch_once() == 1  # the notify row; support waits its sink
         assert [s for _, c, _, s in store.outbox() if c == "notify"] == ["sent"]
         shown = active_alerts(url)
@@ -134,17 +144,11 @@ async def test_a_permanent_refusal_is_marked_failed_not_retried(
 ) -> None:
     if BINARY is None:
         pytest.skip(MISSING)
-    register(migrated, fleet.routers)
-    track = tracker(migrated)
-    engine = engine_for(migrated, track)
-    store = AlertStore(migrated)
+    _, _, store = await offline_fired(migrated, fleet, clock, fleet.routers[0])
     with running_alertmanager(tmp_path / "am") as url:
         # A wrong path: Alertmanager answers 404, a refusal no retry can mend.
         notifier = AlertmanagerNotifier(url + "/wrong", 5.0, clock=clock.utc)
         dispatcher = NotificationDispatcher(store, [notifier], clock=clock.utc)
-        await minutes(fleet, clock, track, engine, 3)
-        fleet.routers[0].life.power(clock.now, False)
-        await minutes(fleet, clock, track, engine, 17)
         assert await dispatcher.dispatch_once() == 1
         assert await dispatcher.dispatch_once() == 0
     assert [s for _, c, _, s in store.outbox() if c == "notify"] == ["failed"]

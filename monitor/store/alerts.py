@@ -15,12 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.model import Advance, Alert, AlertState, Rule, Severity, SupportRequestKind
-from monitor.store.db import as_utc, reading, upsert, writing
+from monitor.store.db import as_utc, insert_for, reading, upsert, writing
 from monitor.store.tables import AlertRow, OutboxRow
 
 
@@ -153,8 +151,7 @@ def _sends(step: Advance) -> list[tuple[str, str]]:
 def _enqueue(session: Session, alert: Alert, channel: str, event: str, now: datetime) -> int:
     if alert.episode_id is None:  # only firing or resolved alerts send, and they have one
         return 0
-    dialect = session.get_bind().dialect.name
-    insert = (pg_insert if dialect == "postgresql" else sqlite_insert)(OutboxRow)
+    insert = insert_for(session, OutboxRow)
     values = {
         "episode_id": alert.episode_id,
         "fingerprint": alert.fingerprint,

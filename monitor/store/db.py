@@ -177,9 +177,14 @@ def as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def insert_for(session: Session, table: type[Any]) -> Any:
+    """An INSERT of the session's dialect, which offers ON CONFLICT (SQLite and PostgreSQL)."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    return (pg_insert if postgres else sqlite_insert)(table)
+
+
 def upsert(session: Session, table: type[Any], values: dict[str, Any], key: str) -> None:
     """Insert a row, or update every other column of the row with the same `key`."""
-    dialect = session.get_bind().dialect.name
-    statement = (pg_insert if dialect == "postgresql" else sqlite_insert)(table).values(values)
+    statement = insert_for(session, table).values(values)
     changes = {column: statement.excluded[column] for column in values if column != key}
     session.execute(statement.on_conflict_do_update(index_elements=[key], set_=changes))

@@ -13,12 +13,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, Integer, cast, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.model import Counter, CounterType, MonthUsage, UptimeClock, UsageDelta, UsageState
-from monitor.store.db import as_utc, reading, upsert, writing
+from monitor.store.db import as_utc, insert_for, reading, upsert, writing
 from monitor.store.tables import UsageMonthRow, UsageStateRow
 
 # usage_months keys a month by SIM; a router that reports no ICCID is booked under ''.
@@ -71,8 +69,7 @@ class UsageStore:
 
     def _add(self, session: Session, delta: UsageDelta, now: datetime) -> None:
         # One statement, insert or add: safe when several pollers share the database.
-        dialect = session.get_bind().dialect.name
-        insert = (pg_insert if dialect == "postgresql" else sqlite_insert)(UsageMonthRow)
+        insert = insert_for(session, UsageMonthRow)
         statement = insert.values(
             router_id=delta.router_id,
             iccid=delta.iccid or NO_SIM,

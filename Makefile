@@ -7,7 +7,7 @@ CONFIG ?= config/monitor.example.yaml
 ROUTERS ?= 50
 PYTEST_ARGS ?=
 
-.PHONY: run test check lint typecheck fmt clean install
+.PHONY: run test check lint typecheck fmt clean install bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ check: lint typecheck test
 fmt: $(STAMP)
 	$(BIN)/ruff format monitor tests
 	$(BIN)/ruff check --fix monitor tests
+
+# The fleet benchmark (docs/performance.md): BENCH_ROUTERS=10000 make bench; BENCH_CYCLES=3.
+bench: $(STAMP)
+	$(BIN)/python bench/fleet.py
 
 clean:
 	rm -rf $(VENV) var build *.egg-info .pytest_cache .mypy_cache .ruff_cache

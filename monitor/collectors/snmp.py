@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 
 from monitor.collectors.convert import Varbind, build_sample, choose_rows, field_oids, reported
 from monitor.collectors.snmp_codec import CodecError, PysnmpCodec, SnmpCodec, Walk
+from monitor.collectors.v2c import ByVersion, V2cCodec
 from monitor.model import FailureKind, PollFailure, PollResult, PollTarget
 from monitor.profiles import Profile, SnmpProfile
 
@@ -69,7 +70,7 @@ def matched_cells(profile: SnmpProfile, varbinds: Mapping[str, Varbind]) -> list
 
 
 class SnmpCollector:
-    """`Collector` for SNMP routers: v2c or v3 USM, read-only, one codec for every target."""
+    """`Collector` for SNMP routers: v2c or v3 USM, read-only, shared sockets for every target."""
 
     def __init__(
         self,
@@ -80,7 +81,8 @@ class SnmpCollector:
         self._profiles = {n: p for n, p in profiles.items() if isinstance(p, SnmpProfile)}
         self._plans = {name: plan(profile) for name, profile in self._profiles.items()}
         self._clock = clock
-        self._codec = codec if codec is not None else PysnmpCodec()
+        # v2c on the lean codec (issue 7: ~30x less CPU per poll), v3 USM on pysnmp.
+        self._codec = codec if codec is not None else ByVersion(V2cCodec(), PysnmpCodec())
 
     async def poll(self, target: PollTarget, timeout: float) -> PollResult:  # noqa: ASYNC109
         # The Collector contract takes the deadline as a number; asyncio.timeout enforces it.

@@ -3,17 +3,18 @@
 `SnmpCodec` is what the collector calls: GET a list of instance OIDs and walk table columns
 (GETBULK), against one target, within a timeout. `PysnmpCodec` implements it on pysnmp 7's
 asyncio high-level API with one `SnmpEngine` for every target. Only GET and GETBULK are
-imported from pysnmp, so no code path here can send a SET. A leaner codec (issue 7) can replace
-this one without touching the collector.
+imported from pysnmp, so no code path here can send a SET. `read_plan` is the exchange logic
+both codecs share; the lean v1/v2c codec (issue 7, v2c.py) takes v2c polls off pysnmp.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from pyasn1.type import univ  # type: ignore[import-untyped]
 from pysnmp.entity.engine import SnmpEngine
 from pysnmp.hlapi.v3arch.asyncio import auth
 from pysnmp.hlapi.v3arch.asyncio.auth import CommunityData, UsmUserData
@@ -62,6 +63,47 @@ class SnmpCodec(Protocol):
         ...
 
 
+GetFn = Callable[[Sequence[str]], Awaitable[list[Varbind]]]
+BulkFn = Callable[[int, int, Sequence[str]], Awaitable[list[Varbind]]]
+
+
+async def read_plan(
+    get_oids: GetFn, bulk: BulkFn, get: Sequence[str], walk: Sequence[Walk]
+) -> list[Varbind]:
+    """One exchange of a poll on any codec's GET and GETBULK: the chunks of `get`, the first
+    row of each `rows=1` column (one GETBULK, every column a non-repeater) and each column walk,
+    concurrently."""
+    jobs = [get_oids(get[i : i + GET_CHUNK]) for i in range(0, len(get), GET_CHUNK)]
+    firsts = [w.column for w in walk if w.rows == 1]
+    if firsts:
+        jobs.append(_first_rows(bulk, firsts))
+    jobs.extend(_walk(bulk, w) for w in walk if w.rows != 1)
+    if len(jobs) == 1:
+        return await jobs[0]  # the common small poll: no tasks to make
+    results = await asyncio.gather(*jobs)
+    return [vb for result in results for vb in result]
+
+
+async def _first_rows(bulk: BulkFn, columns: Sequence[str]) -> list[Varbind]:
+    # GETBULK with every column a non-repeater asks for each column's first successor.
+    found = await bulk(len(columns), 0, columns)
+    return [vb for vb, column in zip(found, columns, strict=False) if _under(vb.oid, column)]
+
+
+async def _walk(bulk: BulkFn, walk: Walk) -> list[Varbind]:
+    rows: list[Varbind] = []
+    limit = walk.rows or MAX_WALK_ROWS
+    cursor = walk.column
+    while len(rows) < limit:
+        found = await bulk(0, min(BULK_REPETITIONS, limit - len(rows)), [cursor])
+        inside = [vb for vb in found if _under(vb.oid, walk.column)]
+        rows.extend(inside)
+        if not found or len(inside) < len(found) or found[-1].oid == cursor:
+            break
+        cursor = found[-1].oid
+    return rows[:limit]
+
+
 _AUTH = {
     "MD5": auth.USM_AUTH_HMAC96_MD5,
     "SHA": auth.USM_AUTH_HMAC96_SHA,
@@ -101,7 +143,8 @@ _KINDS: tuple[tuple[type[Any], str], ...] = (
     (rfc1902.IpAddress, "IpAddress"),
     (rfc1902.Opaque, "Opaque"),
     (rfc1902.OctetString, "OctetString"),
-    (rfc1902.ObjectIdentifier, "ObjectIdentifier"),
+    # pyasn1 decodes an OID value as the universal type, not rfc1902's subclass of it.
+    (univ.ObjectIdentifier, "ObjectIdentifier"),
 )
 
 
@@ -135,16 +178,23 @@ class PysnmpCodec:
         """GET `get` in chunks and walk each column, concurrently, within `budget` seconds."""
         auth_data = self._auth_data(target)
         transport = await self._transport(target, budget)
-        jobs = [
-            self._get(auth_data, transport, get[i : i + GET_CHUNK])
-            for i in range(0, len(get), GET_CHUNK)
-        ]
-        firsts = [w.column for w in walk if w.rows == 1]
-        if firsts:
-            jobs.append(self._first_rows(auth_data, transport, firsts))
-        jobs.extend(self._walk(auth_data, transport, w) for w in walk if w.rows != 1)
-        results = await asyncio.gather(*jobs)
-        return [vb for result in results for vb in result]
+
+        async def get_oids(oids: Sequence[str]) -> list[Varbind]:
+            objects = [ObjectType(ObjectIdentity(oid)) for oid in oids]
+            reply = await get_cmd(
+                self.engine, auth_data, transport, self._context, *objects, lookupMib=False
+            )
+            return _varbinds(reply)
+
+        async def bulk(non_repeaters: int, repetitions: int, oids: Sequence[str]) -> list[Varbind]:
+            objects = [ObjectType(ObjectIdentity(oid)) for oid in oids]
+            reply = await bulk_cmd(
+                self.engine, auth_data, transport, self._context, non_repeaters, repetitions,
+                *objects, lookupMib=False,
+            )  # fmt: skip
+            return _varbinds(reply)
+
+        return await read_plan(get_oids, bulk, get, walk)
 
     async def aclose(self) -> None:
         """Close the engine's sockets."""
@@ -179,43 +229,6 @@ class PysnmpCodec:
             )
             self._targets[key] = transport
         return transport
-
-    async def _get(self, auth_data: Any, transport: Any, oids: Sequence[str]) -> list[Varbind]:
-        objects = [ObjectType(ObjectIdentity(oid)) for oid in oids]
-        reply = await get_cmd(
-            self.engine, auth_data, transport, self._context, *objects, lookupMib=False
-        )
-        return _varbinds(reply)
-
-    async def _first_rows(
-        self, auth_data: Any, transport: Any, columns: Sequence[str]
-    ) -> list[Varbind]:
-        # GETBULK with every column a non-repeater asks for each column's first successor.
-        objects = [ObjectType(ObjectIdentity(column)) for column in columns]
-        reply = await bulk_cmd(
-            self.engine, auth_data, transport, self._context, len(objects), 0, *objects,
-            lookupMib=False,
-        )  # fmt: skip
-        found = _varbinds(reply)
-        return [vb for vb, column in zip(found, columns, strict=False) if _under(vb.oid, column)]
-
-    async def _walk(self, auth_data: Any, transport: Any, walk: Walk) -> list[Varbind]:
-        rows: list[Varbind] = []
-        limit = walk.rows or MAX_WALK_ROWS
-        cursor = walk.column
-        while len(rows) < limit:
-            reply = await bulk_cmd(
-                self.engine, auth_data, transport, self._context, 0,
-                min(BULK_REPETITIONS, limit - len(rows)), ObjectType(ObjectIdentity(cursor)),
-                lookupMib=False,
-            )  # fmt: skip
-            found = _varbinds(reply)
-            inside = [vb for vb in found if _under(vb.oid, walk.column)]
-            rows.extend(inside)
-            if not found or len(inside) < len(found) or found[-1].oid == cursor:
-                break
-            cursor = found[-1].oid
-        return rows[:limit]
 
 
 def _under(oid: str, column: str) -> bool:

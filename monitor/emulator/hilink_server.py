@@ -40,6 +40,7 @@ WRITE_PATHS = frozenset(
 """Endpoints that change a real router; here they are logged and always refused."""
 
 LOGIN_PATH = "/api/user/login"
+Handler = Callable[[web.Request], "asyncio.Future[web.StreamResponse]"]
 _TOKEN_PATHS = frozenset({"/", "/api/webserver/token", "/api/webserver/SesTokInfo"})
 _GARBAGE = b"\x00\x1f\x8b<respon\xff\xfese>ConnectionStatus=901\r\n"
 _BOMB = (
@@ -121,6 +122,8 @@ class HilinkFleet:
         self._clock = clock
         self._routers: dict[str, HilinkRouter] = {}
         self._closing = asyncio.Event()
+        self._shared: dict[int, dict[str, Handler]] = {}
+        self._shared_runners: list[web.AppRunner] = []
 
     async def __aenter__(self) -> HilinkFleet:
         return self
@@ -156,6 +159,32 @@ class HilinkFleet:
         self._routers[life.router_id] = router
         return router.address
 
+    async def add_shared(
+        self, life: RouterLife, variant: str, login: HttpLogin | None, host: str, port: int
+    ) -> None:
+        """Serve `life` at host:port through one listener per port for every loopback address.
+
+        The fast path for benchmark fleets beyond the descriptor limit: routers differ by the
+        loopback address a client connected to, and peers outside loopback are refused.
+        """
+        if life.router_id in self._routers:
+            raise ValueError(f"router {life.router_id!r} is already served")
+        protected = {"/api/device/information"} if login is not None else set()
+        router = HilinkRouter(life, VARIANTS[variant], login, protected, address=(host, port))
+        by_host = self._shared.get(port)
+        if by_host is None:
+            by_host = self._shared[port] = {}
+            app = web.Application()
+            app.router.add_route("*", "/{tail:.*}", _dispatch(by_host))
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+            await runner.setup()
+            self._shared_runners.append(runner)
+            # Loopback peers only: _dispatch refuses any other.
+            site = web.TCPSite(runner, "0.0.0.0", port, reuse_address=True, backlog=4096)  # noqa: S104
+            await site.start()
+        by_host[host] = self._handler(router)
+        self._routers[life.router_id] = router
+
     def router(self, router_id: str) -> HilinkRouter:
         """The server-side state of one router (to flip switches or inspect sessions)."""
         return self._routers[router_id]
@@ -186,10 +215,11 @@ class HilinkFleet:
         for router_id in list(self._routers):
             await self.stop(router_id)
         self._routers.clear()
+        for runner in self._shared_runners:
+            await runner.cleanup()
+        self._shared_runners.clear()
 
-    def _handler(
-        self, router: HilinkRouter
-    ) -> Callable[[web.Request], asyncio.Future[web.StreamResponse]]:
+    def _handler(self, router: HilinkRouter) -> Handler:
         async def handle(request: web.Request) -> web.StreamResponse:
             now = self._clock()
             router.log.append(RequestRecord(request.method, request.path, now))
@@ -420,3 +450,18 @@ def _xml(body: bytes) -> web.Response:
 def _error(code: int) -> web.Response:
     head = '<?xml version="1.0" encoding="UTF-8"?>\n'
     return _xml(f"{head}<error>\n<code>{code}</code>\n<message></message>\n</error>\n".encode())
+
+
+def _dispatch(by_host: dict[str, Handler]) -> Handler:
+    """A handler choosing the router by the local address the client connected to."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        transport = request.transport
+        local = transport.get_extra_info("sockname") if transport is not None else None
+        peer = request.remote or ""
+        handler = by_host.get(str(local[0])) if local else None
+        if handler is None or not peer.startswith("127."):
+            raise web.HTTPNotFound
+        return await handler(request)
+
+    return handle  # type: ignore[return-value]

@@ -1,0 +1,463 @@
+"""`make bench`: the real daemon against an emulated fleet, side by side with snmp_exporter.
+
+Run: BENCH_ROUTERS=1000 BENCH_CYCLES=3 .venv/bin/python bench/fleet.py
+Everything on loopback, bounded in count and time. CPU figures come from /proc (user+system
+ticks of each process) and time.process_time, not wall time: the machine is shared.
+Steps: serve the fleet (bench/fleet_server.py, its own process); run `monitor run` on it for
+BENCH_CYCLES intervals while a client asks the status API ~200 times a second; scrape /metrics;
+then, in this process, poll with each collector alone (CPU per router-poll by protocol), fold
+samples into a Tracker on SQLite (database write cost), and scrape the same SNMP routers with
+Debian's prometheus-snmp-exporter on a module asking the same OIDs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import yaml
+
+from monitor import store
+from monitor.collectors.convert import Varbind
+from monitor.collectors.hilink import HilinkCollector
+from monitor.collectors.snmp import SnmpCollector
+from monitor.collectors.snmp_codec import PysnmpCodec, SnmpCodec, Walk
+from monitor.collectors.v2c import V2cCodec
+from monitor.core.health import HealthRules
+from monitor.model import Endpoint, HttpLogin, PollTarget, Protocol, Sample, SnmpCredentials
+from monitor.profiles import SnmpProfile, load_profiles
+from monitor.profiles_hilink import HilinkProfile
+from monitor.tracking import Tracker, TrackingRules
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = str(ROOT / ".venv" / "bin" / "python")
+TICK = os.sysconf("SC_CLK_TCK")
+EXPORTER = "/usr/bin/prometheus-snmp-exporter"
+API_RATE = 200  # status API requests per second during polling
+SAMPLE_POLLS = 2000  # most polls of each collector alone, in this process
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def counters(text: str) -> dict[str, float]:
+    """The daemon's own counters, from its /metrics text."""
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        match = re.match(r"^(router_monitor_poll(?:s_total|_overruns_total)\S*) (\S+)$", line)
+        if match:
+            found[match.group(1)] = float(match.group(2))
+    return found
+
+
+def polls_done(values: dict[str, float]) -> tuple[float, float]:
+    """(all polls, successful polls)."""
+    total = sum(v for k, v in values.items() if k.startswith("router_monitor_polls_total"))
+    ok = values.get('router_monitor_polls_total{result="success"}', 0.0)
+    return total, ok
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def target_of(entry: dict[str, Any]) -> PollTarget:
+    protocol = Protocol(entry["protocol"])
+    endpoint = Endpoint(protocol, entry["host"], entry["port"], entry["profile"])
+    snmp = SnmpCredentials("2c", community=entry["snmp"]["community"]) if "snmp" in entry else None
+    http = HttpLogin(**entry["http"]) if "http" in entry else None
+    return PollTarget(entry["id"], endpoint, snmp, http)
+
+
+def write_config(path: Path, entries: list[dict[str, Any]], port: int, interval: float) -> None:
+    config = {
+        "database": {"url": f"sqlite:///{path.parent / 'bench.db'}"},
+        "http": {"listen": f"127.0.0.1:{port}"},
+        "poll": {"interval": f"{interval:g}s", "timeout": f"{min(5.0, interval / 2):g}s", "concurrency": 2000},
+        "log": {"level": "warning"},
+        "profiles": {"directory": str(ROOT / "config" / "profiles")},
+        "organisations": [{"id": "bench-school", "name": "Bench School", "kind": "school"}],
+        "routers": entries,
+    }
+    with path.open("w", encoding="utf-8") as handle:
+        yaml.dump(config, handle, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper))
+
+
+async def api_load(session: aiohttp.ClientSession, url: str, stop: asyncio.Event) -> list[float]:
+    """GET `url` API_RATE times a second until `stop`; the latencies in seconds."""
+    latencies: list[float] = []
+
+    async def one() -> None:
+        started = time.perf_counter()
+        async with session.get(url) as response:
+            await response.read()
+        latencies.append(time.perf_counter() - started)
+
+    tasks: set[asyncio.Task[None]] = set()
+    start = time.perf_counter()
+    sent = 0
+    while not stop.is_set():
+        due = start + sent / API_RATE
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        if len(tasks) < 200:  # bounded: a stalled API is measured, not flooded
+            task = asyncio.create_task(one())
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        sent += 1
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return latencies
+
+
+async def fetch(session: aiohttp.ClientSession, url: str) -> tuple[int, bytes]:
+    async with session.get(url) as response:
+        return response.status, await response.read()
+
+
+async def run_daemon_phase(
+    entries: list[dict[str, Any]], work: Path, interval: float, cycles: int
+) -> dict[str, Any]:
+    port = free_port()
+    config = work / "monitor.yaml"
+    write_config(config, entries, port, interval)
+    base = f"http://127.0.0.1:{port}"
+    log = (work / "daemon.log").open("w")
+    daemon = subprocess.Popen(  # noqa: S603
+        [str(ROOT / ".venv" / "bin" / "monitor"), "run", "--config", str(config)],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    out: dict[str, Any] = {"pid": daemon.pid}
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            started = time.monotonic()
+            while True:
+                if daemon.poll() is not None:
+                    raise RuntimeError(f"daemon exited; see {work / 'daemon.log'}")
+                try:
+                    status, _ = await fetch(session, base + "/readyz")
+                    if status == 200:
+                        break
+                except aiohttp.ClientError:
+                    pass
+                if time.monotonic() - started > 900:
+                    raise RuntimeError("daemon not ready within 900 s")
+                await asyncio.sleep(0.5)
+            out["startup_s"] = time.monotonic() - started
+            status, _ = await fetch(session, base + "/api/v1/routers")
+            out["api_path"] = "/api/v1/routers" if status == 200 else "/readyz"
+            await asyncio.sleep(interval)  # one warm-up cycle: every router seen once
+            _, text = await fetch(session, base + "/metrics")
+            before, cpu0, wall0 = counters(text.decode()), cpu_seconds(daemon.pid), time.monotonic()
+            emulator_cpu0 = cpu_seconds(int(os.environ["BENCH_EMULATOR_PID"]))
+            await asyncio.sleep(interval * cycles)
+            _, text = await fetch(session, base + "/metrics")
+            after, cpu1, wall1 = counters(text.decode()), cpu_seconds(daemon.pid), time.monotonic()
+            emulator_cpu1 = cpu_seconds(int(os.environ["BENCH_EMULATOR_PID"]))
+            # Then one more interval of polling with the status API under load.
+            stop = asyncio.Event()
+            load_cpu0 = cpu_seconds(daemon.pid)
+            load = asyncio.create_task(api_load(session, base + out["api_path"], stop))
+            await asyncio.sleep(interval)
+            stop.set()
+            latencies = await load
+            out["load_cpu_s"] = cpu_seconds(daemon.pid) - load_cpu0
+            scrapes = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                _, body = await fetch(session, base + "/metrics")
+                scrapes.append((time.perf_counter() - t0, len(body)))
+        total0, ok0 = polls_done(before)
+        total1, ok1 = polls_done(after)
+        overruns = "router_monitor_poll_overruns_total"
+        out.update(
+            window_s=wall1 - wall0,
+            polls=total1 - total0,
+            ok=ok1 - ok0,
+            overruns=after.get(overruns, 0) - before.get(overruns, 0),
+            cpu_s=cpu1 - cpu0,
+            emulator_cpu_s=emulator_cpu1 - emulator_cpu0,
+            rss=rss_bytes(daemon.pid),
+            api=latencies,
+            metrics=scrapes,
+        )
+        return out
+    finally:
+        daemon.terminate()
+        try:
+            daemon.wait(30)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+        log.close()
+
+
+class RecordingCodec:
+    """Wraps a codec, remembering the OIDs asked per profile (for the exporter's module)."""
+
+    def __init__(self, inner: SnmpCodec) -> None:
+        self.inner = inner
+        self.asked: dict[str, tuple[set[str], set[str]]] = {}
+
+    async def fetch(
+        self, target: PollTarget, get: Sequence[str], walk: Sequence[Walk], budget: float
+    ) -> list[Varbind]:
+        gets, walks = self.asked.setdefault(target.endpoint.profile, (set(), set()))
+        gets.update(get)
+        walks.update(w.column for w in walk)
+        return await self.inner.fetch(target, get, walk, budget)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def poll_all(
+    collector: Any, targets: Sequence[PollTarget], concurrency: int
+) -> tuple[float, list[Any]]:
+    """CPU seconds of this process to poll every target once; the results."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(target: PollTarget) -> Any:
+        async with gate:
+            return await collector.poll(target, 5.0)
+
+    cpu = time.process_time()
+    results = await asyncio.gather(*(one(t) for t in targets))
+    return time.process_time() - cpu, results
+
+
+def exporter_module(
+    asked: dict[str, tuple[set[str], set[str]]], kinds: dict[str, str]
+) -> dict[str, Any]:
+    """snmp.yml modules asking the same OIDs as our collector, one module per model."""
+    modules: dict[str, Any] = {}
+    for profile, (gets, walks) in asked.items():
+        metrics = []
+        for number, oid in enumerate(sorted(gets)):
+            kind = kinds.get(oid, "OctetString")
+            metrics.append(
+                {
+                    "name": f"m_get_{number}",
+                    "oid": oid.rsplit(".", 1)[0] if oid.endswith(".0") else oid,
+                    "type": _exporter_type(kind),
+                }
+            )
+        for number, column in enumerate(sorted(walks)):
+            kind = next((k for o, k in kinds.items() if o.startswith(column + ".")), "OctetString")
+            metrics.append(
+                {
+                    "name": f"m_walk_{number}",
+                    "oid": column,
+                    "type": _exporter_type(kind),
+                    "indexes": [{"labelname": "index", "type": "gauge"}],
+                }
+            )
+        modules[profile] = {
+            "version": 2, "auth": {"community": "bench-community"}, "max_repetitions": 25,
+            "retries": 1, "timeout": "5s", "get": sorted(gets), "walk": sorted(walks),
+            "metrics": metrics,
+        }  # fmt: skip
+    return modules
+
+
+def _exporter_type(kind: str) -> str:
+    if kind in ("Counter32", "Counter64"):
+        return "counter"
+    if kind in ("Integer32", "Gauge32", "TimeTicks"):
+        return "gauge"
+    return "DisplayString"
+
+
+async def exporter_phase(
+    work: Path, snmp_targets: Sequence[PollTarget], asked: Any, kinds: dict[str, str]
+) -> dict[str, float]:
+    config = work / "snmp.yml"
+    config.write_text(yaml.safe_dump(exporter_module(asked, kinds)))
+    port = free_port()
+    log = (work / "exporter.log").open("w")
+    exporter = subprocess.Popen(  # noqa: S603
+        [EXPORTER, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            for _ in range(100):
+                try:
+                    await fetch(session, f"http://127.0.0.1:{port}/")
+                    break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.1)
+            gate = asyncio.Semaphore(50)
+            failures = 0
+
+            async def scrape(target: PollTarget) -> None:
+                nonlocal failures
+                url = (f"http://127.0.0.1:{port}/snmp?target={target.endpoint.host}:"
+                       f"{target.endpoint.port}&module={target.endpoint.profile}")  # fmt: skip
+                async with gate:
+                    status, body = await fetch(session, url)
+                if status != 200 or b"snmp_scrape_pdus_returned" not in body:
+                    failures += 1
+
+            await asyncio.gather(*(scrape(t) for t in snmp_targets[:50]))  # warm-up
+            cpu0 = cpu_seconds(exporter.pid)
+            await asyncio.gather(*(scrape(t) for t in snmp_targets))
+            cpu = cpu_seconds(exporter.pid) - cpu0
+        return {"cpu_ms": cpu * 1e3 / len(snmp_targets), "failures": failures}
+    finally:
+        exporter.terminate()
+        exporter.wait(10)
+        log.close()
+
+
+async def tracking_phase(work: Path, samples: Sequence[tuple[PollTarget, Sample]]) -> float:
+    """CPU ms per poll to fold samples into a Tracker on SQLite (usage + health writes)."""
+    # A copy of the daemon's database: its inventory rows are what the usage rows refer to.
+    shutil.copy(work / "bench.db", work / "tracking.db")
+    engine = store.open_database(f"sqlite:///{work / 'tracking.db'}")
+    tracker = Tracker(
+        store.UsageStore(engine), store.HealthStore(engine),
+        TrackingRules(ZoneInfo("Europe/London"), 20 * 10**9, HealthRules()),
+    )  # fmt: skip
+    tracker.load()
+    cpu = time.process_time()
+    for target, sample in samples:
+        await tracker.handle(target, sample)
+    thread_cpu = time.process_time() - cpu
+    engine.dispose()
+    return thread_cpu * 1e3 / max(1, len(samples))
+
+
+async def main() -> None:
+    count = int(os.environ.get("BENCH_ROUTERS", "1000"))
+    cycles = int(os.environ.get("BENCH_CYCLES", "3"))
+    interval = float(os.environ.get("BENCH_INTERVAL", max(5.0, count / 333)))
+    work = Path(tempfile.mkdtemp(prefix="monitor-bench-"))
+    snmp_port, hilink_port = free_port(socket.SOCK_DGRAM), free_port()
+    print(f"bench: {count} routers, interval {interval:g}s x {cycles} cycles, work dir {work}")
+    emulator = subprocess.Popen(  # noqa: S603
+        [PY, str(ROOT / "bench" / "fleet_server.py"), str(count), str(snmp_port),
+         str(hilink_port), str(work / "fleet.json")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    os.environ["BENCH_EMULATOR_PID"] = str(emulator.pid)
+    try:
+        assert emulator.stdout is not None
+        if emulator.stdout.readline().strip() != "ready":
+            raise RuntimeError("the emulated fleet did not start")
+        entries = json.loads((work / "fleet.json").read_text())
+        targets = [target_of(e) for e in entries]
+        snmp = [t for t in targets if t.endpoint.protocol is Protocol.SNMP]
+        hilink = [t for t in targets if t.endpoint.protocol is Protocol.HILINK]
+        print(
+            f"fleet: {len(snmp)} SNMP v2c + {len(hilink)} HiLink routers, emulator pid {emulator.pid}"
+        )
+
+        d = await run_daemon_phase(entries, work, interval, cycles)
+        scheduled = count / interval * d["window_s"]
+        print(f"\n== daemon ({cycles} cycles of {interval:g}s; startup {d['startup_s']:.1f}s) ==")
+        print(f"router-polls/s sustained: {d['polls'] / d['window_s']:.1f} "
+              f"(scheduled {count / interval:.1f}/s); achieved {d['polls']:.0f} of {scheduled:.0f} "
+              f"scheduled ({100 * d['polls'] / scheduled:.1f}%), {d['ok']:.0f} successful")  # fmt: skip
+        print(f"overruns: {d['overruns']:.0f}")
+        polls = max(1.0, d["polls"])
+        print(f"daemon CPU: {d['cpu_s']:.1f}s over {d['window_s']:.1f}s = "
+              f"{d['cpu_s'] / d['window_s']:.2f} cores; {d['cpu_s'] * 1e3 / polls:.3f} ms per "
+              "router-poll (all work: collectors, tracking, DB; no API load)")  # fmt: skip
+        print(f"emulator CPU: {d['emulator_cpu_s'] * 1e3 / max(1.0, d['ok']):.3f} ms per answered "
+              f"poll ({d['emulator_cpu_s'] / d['window_s']:.2f} cores)")  # fmt: skip
+        print(f"daemon RSS: {d['rss'] / 2**20:.0f} MiB total, {d['rss'] / count / 1024:.1f} KiB "
+              "per router")  # fmt: skip
+        api = d["api"]
+        print(f"status API {d['api_path']} during polling: {len(api) / d['window_s']:.0f} req/s "
+              f"answered, p50 {pct(api, 0.5) * 1e3:.1f} ms, p99 {pct(api, 0.99) * 1e3:.1f} ms; "
+              f"daemon at {d['load_cpu_s'] / interval:.2f} cores meanwhile")  # fmt: skip
+        best = min(d["metrics"])
+        print(f"/metrics at {count} routers: {best[0] * 1e3:.0f} ms (best of 3), {best[1]} bytes")
+
+        print("\n== collectors alone, in the bench process (CPU per router-poll) ==")
+        profiles = load_profiles(ROOT / "config" / "profiles")
+        snmp_profiles = {n: p for n, p in profiles.items() if isinstance(p, SnmpProfile)}
+        recording = RecordingCodec(V2cCodec())
+        lean = SnmpCollector(snmp_profiles, codec=recording)
+        sample_snmp = snmp[:SAMPLE_POLLS]
+        await poll_all(lean, sample_snmp[:50], 50)  # warm-up: sockets, caches
+        cpu, results = await poll_all(lean, sample_snmp, 100)
+        ok = [r for r in results if isinstance(r, Sample)]
+        lean_ms = cpu * 1e3 / len(sample_snmp)
+        print(f"SNMP v2c, lean codec: {lean_ms:.3f} ms ({len(ok)}/{len(sample_snmp)} samples)")
+        pysnmp_collector = SnmpCollector(snmp_profiles, codec=PysnmpCodec())
+        few = sample_snmp[:200]
+        cpu, results = await poll_all(pysnmp_collector, few, 50)
+        print(f"SNMP v2c, pysnmp codec: {cpu * 1e3 / len(few):.3f} ms "
+              f"({sum(isinstance(r, Sample) for r in results)}/{len(few)} samples)")  # fmt: skip
+        await pysnmp_collector.aclose()
+        hl = HilinkCollector({n: p for n, p in profiles.items() if isinstance(p, HilinkProfile)})
+        sample_hl = hilink[:SAMPLE_POLLS]
+        await poll_all(hl, sample_hl[:50], 50)
+        cpu, results = await poll_all(hl, sample_hl, 100)
+        print(f"HiLink: {cpu * 1e3 / max(1, len(sample_hl)):.3f} ms "
+              f"({sum(isinstance(r, Sample) for r in results)}/{len(sample_hl)} samples)")  # fmt: skip
+        await hl.aclose()
+
+        kinds: dict[str, str] = {}
+        for target in snmp[:50]:
+            for vb in await recording.inner.fetch(
+                target,
+                sorted(recording.asked[target.endpoint.profile][0]),
+                [Walk(c) for c in recording.asked[target.endpoint.profile][1]],
+                5.0,
+            ):
+                kinds[vb.oid] = vb.kind
+        await lean.aclose()
+
+        by_id = {t.router_id: t for t in sample_snmp}
+        tracked = [(by_id[s.router_id], s) for s in ok]
+        print(f"tracking + SQLite writes (Tracker.handle, usage and health): "
+              f"{await tracking_phase(work, tracked):.3f} ms CPU per poll")  # fmt: skip
+
+        print("\n== prometheus-snmp-exporter on the same SNMP routers and OIDs ==")
+        exported = await exporter_phase(work, sample_snmp, recording.asked, kinds)
+        print(f"exporter: {exported['cpu_ms']:.3f} ms CPU per router-poll "
+              f"({exported['failures']:.0f} failed scrapes of {len(sample_snmp)})")  # fmt: skip
+        print(f"ratio ours/exporter (SNMP CPU per router-poll): {lean_ms / exported['cpu_ms']:.2f}")
+    finally:
+        if emulator.stdin is not None:
+            emulator.stdin.close()
+        try:
+            emulator.wait(30)
+        except subprocess.TimeoutExpired:
+            emulator.kill()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

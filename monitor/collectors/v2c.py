@@ -1,0 +1,245 @@
+"""The lean v2c `SnmpCodec`: one asyncio UDP socket for all routers, demultiplexed by request id.
+
+pysnmp costs ~10 ms of CPU per poll, mostly in pyasn1; at 100k routers every 5 minutes that is
+more than the machine has (issue 7). `V2cCodec` sends the same GET and GETBULK exchanges
+(`snmp_codec.read_plan`) through the small BER codec in snmp_ber.py on one shared socket per
+address family. A reply counts only if it comes from the address the request went to and carries
+its request id; anything else is ignored. An undecodable datagram from a router we are waiting on
+fails that router's exchange as `bad_reply`. `ByVersion` routes v2c targets here and v3 (USM) to
+pysnmp, which stays the SNMP library of record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import random
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import cast
+
+from monitor.collectors import snmp_ber
+from monitor.collectors.convert import Varbind
+from monitor.collectors.snmp_codec import CodecError, SnmpCodec, Walk, read_plan
+from monitor.model import FailureKind, PollTarget
+
+Address = tuple[str, int]
+SOCKET_BUFFER = 4 * 1024 * 1024  # a burst of replies from thousands of routers must not drop
+RESOLVE_TTL = 300.0  # seconds a resolved host name is reused
+_AUTH_STATUSES = frozenset({6, 16})  # noAccess, authorizationError
+_STATUS_NAMES = {1: "tooBig", 2: "noSuchName", 3: "badValue", 5: "genErr", 6: "noAccess"}
+
+
+@dataclass(slots=True)
+class _Pending:
+    future: asyncio.Future[snmp_ber.Message]
+    address: Address
+    payload: bytes
+    retries: int
+    attempt: float
+    timer: asyncio.TimerHandle | None = None
+
+
+class _Socket(asyncio.DatagramProtocol):
+    """One UDP socket: outstanding requests by id, matched with replies by id and address."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.DatagramTransport | None = None
+        self.pending: dict[int, _Pending] = {}
+        self.by_address: dict[Address, set[int]] = {}
+        self._next_id = random.randrange(1, 2**31 - 1)  # noqa: S311 - not a secret, a nonce
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+        sock = transport.get_extra_info("socket")
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+
+    def request_id(self) -> int:
+        """A request id not in use on this socket."""
+        while True:
+            self._next_id = self._next_id % (2**31 - 1) + 1
+            if self._next_id not in self.pending:
+                return self._next_id
+
+    async def exchange(
+        self, address: Address, request_id: int, payload: bytes, attempt: float, retries: int
+    ) -> snmp_ber.Message:
+        """Send `payload`, resend it (same id) after each silent `attempt` seconds, and return
+        the reply; CodecError(timeout) when every attempt went unanswered."""
+        if self.transport is None or self.transport.is_closing():
+            raise CodecError(FailureKind.TIMEOUT, "SNMP socket closed")
+        loop = asyncio.get_running_loop()
+        entry = _Pending(loop.create_future(), address, payload, retries, attempt)
+        self.pending[request_id] = entry
+        self.by_address.setdefault(address, set()).add(request_id)
+        entry.timer = loop.call_later(attempt, self._expire, request_id)
+        self.transport.sendto(payload, address)
+        try:
+            return await entry.future
+        finally:
+            entry.timer.cancel()
+            del self.pending[request_id]
+            waiting = self.by_address.get(address)
+            if waiting is not None:
+                waiting.discard(request_id)
+                if not waiting:
+                    del self.by_address[address]
+
+    def _expire(self, request_id: int) -> None:
+        entry = self.pending.get(request_id)
+        if entry is None or entry.future.done():
+            return
+        if entry.retries > 0 and self.transport is not None and not self.transport.is_closing():
+            entry.retries -= 1
+            entry.timer = asyncio.get_running_loop().call_later(
+                entry.attempt, self._expire, request_id
+            )
+            self.transport.sendto(entry.payload, entry.address)
+            return
+        entry.future.set_exception(CodecError(FailureKind.TIMEOUT, "no answer (request timed out)"))
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        address = cast(Address, addr[:2])
+        try:
+            message = snmp_ber.decode_message(data)
+        except snmp_ber.BerError as exc:
+            # Noise from a router we wait on is its answer; noise from anyone else is ignored.
+            for request_id in self.by_address.get(address, ()):
+                future = self.pending[request_id].future
+                if not future.done():
+                    future.set_exception(
+                        CodecError(FailureKind.BAD_REPLY, f"undecodable reply ({exc})")
+                    )
+            return
+        entry = self.pending.get(message.request_id)
+        if entry is None or entry.address != address or message.tag != snmp_ber.RESPONSE:
+            return  # late, foreign or spoofed
+        if not entry.future.done():
+            entry.future.set_result(message)
+
+    def error_received(self, exc: Exception) -> None:
+        # An ICMP error on an unconnected socket names no request: the request times out.
+        return
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for entry in self.pending.values():
+            if not entry.future.done():
+                entry.future.set_exception(CodecError(FailureKind.TIMEOUT, "SNMP socket closed"))
+
+
+class V2cCodec:
+    """`SnmpCodec` for SNMP v2c on the lean BER codec; one socket per address family."""
+
+    def __init__(self, retries: int = 1) -> None:
+        self._retries = retries
+        self._sockets: dict[int, _Socket] = {}
+        self._opening: dict[int, asyncio.Lock] = {}
+        self._resolved: dict[tuple[str, int], tuple[Address, int, float]] = {}
+
+    async def fetch(
+        self, target: PollTarget, get: Sequence[str], walk: Sequence[Walk], budget: float
+    ) -> list[Varbind]:
+        """GET `get` in chunks and walk each column, concurrently, within `budget` seconds."""
+        creds = target.snmp
+        if creds is None or creds.version != "2c":
+            raise CodecError(FailureKind.AUTH, "no SNMP v2c community configured")
+        community = creds.community.encode()
+        address, family = await self._resolve(target.endpoint.host, target.endpoint.port)
+        sock = await self._socket(family)
+        # Each attempt gets an equal share of the deadline, so retries end inside it.
+        attempt = max(0.05, budget / (self._retries + 1))
+
+        async def ask(
+            tag: int, oids: Sequence[str], non_repeaters: int, repetitions: int
+        ) -> list[Varbind]:
+            request_id = sock.request_id()
+            payload = snmp_ber.encode_request(
+                snmp_ber.V2C, community, tag, request_id, oids, non_repeaters, repetitions
+            )
+            reply = await sock.exchange(address, request_id, payload, attempt, self._retries)
+            return _checked(reply)
+
+        async def get_oids(oids: Sequence[str]) -> list[Varbind]:
+            return await ask(snmp_ber.GET, oids, 0, 0)
+
+        async def bulk(non_repeaters: int, repetitions: int, oids: Sequence[str]) -> list[Varbind]:
+            return await ask(snmp_ber.GET_BULK, oids, non_repeaters, repetitions)
+
+        return await read_plan(get_oids, bulk, get, walk)
+
+    async def aclose(self) -> None:
+        """Close the sockets."""
+        for sock in self._sockets.values():
+            if sock.transport is not None:
+                sock.transport.close()
+        self._sockets.clear()
+
+    async def _socket(self, family: int) -> _Socket:
+        found = self._sockets.get(family)
+        if found is not None:
+            return found
+        lock = self._opening.setdefault(family, asyncio.Lock())
+        async with lock:
+            if family not in self._sockets:
+                wildcard = "::" if family == socket.AF_INET6 else "0.0.0.0"  # noqa: S104
+                _, made = await asyncio.get_running_loop().create_datagram_endpoint(
+                    _Socket, local_addr=(wildcard, 0), family=family
+                )
+                self._sockets[family] = made
+        return self._sockets[family]
+
+    async def _resolve(self, host: str, port: int) -> tuple[Address, int]:
+        key = (host, port)
+        cached = self._resolved.get(key)
+        now = time.monotonic()
+        if cached is not None and cached[2] > now:
+            return cached[0], cached[1]
+        try:
+            literal = ipaddress.ip_address(host)
+        except ValueError:
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(
+                    host, port, type=socket.SOCK_DGRAM
+                )
+            except OSError as exc:
+                raise CodecError(FailureKind.BAD_REPLY, f"cannot resolve {host}") from exc
+            family, _, _, _, sockaddr = infos[0]
+            address: Address = (str(sockaddr[0]), int(sockaddr[1]))
+        else:
+            family = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
+            address = (literal.compressed, port)
+        self._resolved[key] = (address, family, now + RESOLVE_TTL)
+        return address, family
+
+
+def _checked(reply: snmp_ber.Message) -> list[Varbind]:
+    status = reply.error_status
+    if status:
+        name = _STATUS_NAMES.get(status, "authorizationError" if status == 16 else str(status))
+        kind = FailureKind.AUTH if status in _AUTH_STATUSES else FailureKind.BAD_REPLY
+        raise CodecError(kind, f"agent answered error {name}")
+    return reply.varbinds
+
+
+class ByVersion:
+    """`SnmpCodec` that sends v2c polls through `V2cCodec` and the rest (v3) through pysnmp."""
+
+    def __init__(self, lean: SnmpCodec, reference: SnmpCodec) -> None:
+        self._lean = lean
+        self._reference = reference
+
+    async def fetch(
+        self, target: PollTarget, get: Sequence[str], walk: Sequence[Walk], budget: float
+    ) -> list[Varbind]:
+        """Fetch through the codec for the target's SNMP version."""
+        lean = target.snmp is not None and target.snmp.version == "2c"
+        codec = self._lean if lean else self._reference
+        return await codec.fetch(target, get, walk, budget)
+
+    async def aclose(self) -> None:
+        """Close both codecs."""
+        await self._lean.aclose()
+        await self._reference.aclose()

@@ -19,6 +19,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from monitor import units
+from monitor.config_alerts import AlertSettings, SupportPortalSettings
 from monitor.config_notify import NotificationSettings
 from monitor.config_report import cross_check, describe_errors
 from monitor.config_routers import (
@@ -151,6 +152,8 @@ class Settings(Section):
     data_cap: DataCapSettings = DataCapSettings()
     health: HealthSettings = HealthSettings()
     notifications: NotificationSettings = NotificationSettings()
+    alerts: AlertSettings = AlertSettings()
+    support_portal: SupportPortalSettings | None = None
     log: LogSettings = LogSettings()
     profiles: ProfileSettings = ProfileSettings()
     router_defaults: RouterDefaults = RouterDefaults()

@@ -9,7 +9,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from monitor.config_types import Duration, Section
 
 
-def _http_url(url: str) -> str:
+def http_url(url: str) -> str:
     if not url.startswith(("http://", "https://")) or len(url) < 10:
         raise ValueError("must be an http:// or https:// URL")
     return url
@@ -20,7 +20,7 @@ class AlertmanagerTarget(Section):
 
     url: str
 
-    _url = field_validator("url")(lambda cls, url: _http_url(url))
+    _url = field_validator("url")(lambda cls, url: http_url(url))
 
 
 class WebhookTarget(Section):
@@ -29,7 +29,7 @@ class WebhookTarget(Section):
     url: str
     secret: SecretStr
 
-    _url = field_validator("url")(lambda cls, url: _http_url(url))
+    _url = field_validator("url")(lambda cls, url: http_url(url))
 
     @field_validator("secret")
     @classmethod

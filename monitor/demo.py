@@ -10,18 +10,23 @@ import asyncio
 import csv
 import ipaddress
 import logging
+import secrets
 import signal
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
 import yaml
+from pydantic import SecretStr
 
 from monitor.app import run_daemon
 from monitor.config import OrganisationSettings, RouterSettings, Settings
+from monitor.config_alerts import SupportPortalSettings
 from monitor.emulator.fleet import EmulatedFleet, EmulatedRouter, animate, plan_fleet
 from monitor.emulator.life import RouterLife
+from monitor.emulator.portal import PortalServer, RequestRecord
 from monitor.model import OrganisationKind, Protocol
 
 log = logging.getLogger(__name__)
@@ -29,6 +34,19 @@ log = logging.getLogger(__name__)
 DEMO_ORGANISATION = OrganisationSettings(
     id="emulated-la", name="Emulated Local Authority", kind=OrganisationKind.LOCAL_AUTHORITY
 )
+# The demo's pace: problems become alerts and support requests within a minute or two, so that
+# `make run` shows the whole chain (the real defaults wait 5-15 minutes). --real-pace keeps them.
+DEMO_HEALTH = {
+    "unreachable_after": timedelta(seconds=30),
+    "wan_down_after": timedelta(seconds=30),
+    "sim_absent_after": timedelta(seconds=20),
+    "recovery_after": timedelta(seconds=40),
+}
+DEMO_ALERTS = {
+    "offline_after": timedelta(minutes=1),
+    "wan_down_after": timedelta(minutes=1),
+    "sim_removed_after": timedelta(seconds=30),
+}
 CSV_COLUMNS = (
     "serial", "kind", "organisation", "order_number", "imei", "iccid", "router_id", "protocol",
     "host", "port", "profile",
@@ -64,11 +82,13 @@ def emulate_configured(settings: Settings, now: float) -> list[EmulatedRouter]:
     return twins
 
 
-async def run_demo(settings: Settings, count: int, seed: int = 1) -> None:
+async def run_demo(settings: Settings, count: int, seed: int = 1, real_pace: bool = False) -> None:
     """Serve an emulated fleet on loopback and run the daemon against it until stopped.
 
     The config's own loopback routers get emulated twins on their ports; generated routers make
-    up the rest of `count`, on free ports, and join the config as `routers:` entries.
+    up the rest of `count`, on free ports, and join the config as `routers:` entries. Without a
+    `support_portal:` in the config, an emulated portal on a free loopback port receives the
+    support requests, and every call it gets is logged.
     """
     now = time.time()
     organisations = settings.organisations or (DEMO_ORGANISATION,)
@@ -77,10 +97,26 @@ async def run_demo(settings: Settings, count: int, seed: int = 1) -> None:
     extra = plan_fleet(
         max(0, count - len(twins)), schools or [o.id for o in organisations], now=now, seed=seed
     )
-    async with EmulatedFleet() as fleet:
+    password = secrets.token_urlsafe(16)
+    async with (
+        EmulatedFleet() as fleet,
+        PortalServer(username="demo", password=password, on_request=_portal_log) as portal,
+    ):
         await fleet.start(twins + extra)
         generated = tuple(RouterSettings.model_validate(r.config_entry()) for r in extra)
-        update = {"routers": settings.routers + generated, "organisations": organisations}
+        update: dict[str, object] = {
+            "routers": settings.routers + generated,
+            "organisations": organisations,
+        }
+        if settings.support_portal is None:
+            update["support_portal"] = SupportPortalSettings(
+                url=portal.url, username="demo", password=SecretStr(password)
+            )
+            log.info("emulated support portal on %s: requests appear below", portal.url)
+        if not real_pace:
+            update["health"] = settings.health.model_copy(update=DEMO_HEALTH)
+            update["alerts"] = settings.alerts.model_copy(update=DEMO_ALERTS)
+            log.info("demo pace: offline alerts after 1 minute (--real-pace for the config's)")
         demo = settings.model_copy(update=update)
         snmp = sum(1 for r in fleet.routers if r.protocol is Protocol.SNMP)
         log.info(
@@ -94,6 +130,12 @@ async def run_demo(settings: Settings, count: int, seed: int = 1) -> None:
         finally:
             stop.set()
             await mishaps
+
+
+def _portal_log(record: RequestRecord) -> None:
+    at = datetime.fromtimestamp(record.at, UTC).strftime("%H:%M:%S")
+    answer = "no answer" if record.status is None else str(record.status)
+    log.info("support portal (emulated) %s: %s %s -> %s", at, record.method, record.path, answer)
 
 
 async def run_emulator(

@@ -15,7 +15,8 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from monitor.alerts.notify import AlertmanagerNotifier, Notifier, NotifyError, deliver
+from monitor.alerts.notify import AlertmanagerNotifier, Notifier, deliver
+from monitor.alerts.transport import NotifyError
 from monitor.errors import StoreError
 from monitor.model import Alert, AlertState
 from monitor.store import AlertStore

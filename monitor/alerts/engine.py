@@ -15,11 +15,11 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from monitor.core.lifecycle import OutageRules, advance_all, group_outages
-from monitor.core.rules import AlertRules, evaluate
+from monitor.core.rules import AlertRules, evaluate, overdue
 from monitor.errors import StoreError
 from monitor.metrics import DaemonMetrics
 from monitor.model import Alert, AlertState, Router
-from monitor.store import AlertStore
+from monitor.store import AlertStore, SupportRequests
 from monitor.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ class AlertEngine:
         rules: AlertRules,
         outage: OutageRules,
         metrics: DaemonMetrics | None = None,
+        requests: SupportRequests | None = None,
     ) -> None:
         self._store = store
         self._tracker = tracker
@@ -45,6 +46,7 @@ class AlertEngine:
         self._rules = rules
         self._outage = outage
         self._metrics = metrics
+        self._requests = requests  # for support_request_overdue
         self.alerts: dict[str, Alert] = {}
         self._failing = False
 
@@ -60,6 +62,13 @@ class AlertEngine:
             for condition in evaluate(self._tracker.facts(router, now), now, self._rules)
         ]
         conditions = group_outages(conditions, self.alerts, now, self._outage)
+        if self._requests is not None:
+            try:
+                waiting = await asyncio.to_thread(self._requests.awaiting_response)
+            except StoreError as exc:
+                log.error("cannot read support requests: %s", exc)
+                return  # an evaluation without them would resolve their overdue alerts
+            conditions += overdue(waiting, now, self._rules)
         steps = [s for s in advance_all(self.alerts, conditions, now) if s.changed or s.updated]
         if not steps:
             return

@@ -22,21 +22,30 @@ import logging
 import smtplib
 import ssl
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from typing import Any, Final, Protocol
-from urllib.parse import urlsplit
 
 import requests
 from requests.exceptions import ChunkedEncodingError as _ChunkedEncodingError
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay
-from tenacity import wait_random_exponential as _jittered
 
 from monitor import __version__
-from monitor.errors import MonitorError
+from monitor.alerts.transport import (
+    NotifyError,
+    call_with_retries,
+)
+from monitor.alerts.transport import (
+    cause as _cause,
+)
+from monitor.alerts.transport import (
+    redact as _redact,
+)
+from monitor.alerts.transport import (
+    untrusted as _untrusted,
+)
 from monitor.model import Alert, AlertState
 
 SIGNATURE_HEADER: Final = "X-Router-Monitor-Signature"
@@ -50,16 +59,6 @@ _USER_AGENT: Final = f"router-monitor/{__version__}"
 _LOG = logging.getLogger(__name__)
 
 Json = dict[str, Any]
-
-
-class NotifyError(MonitorError):
-    """A notification was not delivered; `permanent` says that retrying cannot help."""
-
-    def __init__(self, permanent: bool, reason: str, retry_after: float | None = None) -> None:
-        self.permanent = permanent
-        self.reason = reason
-        self.retry_after = retry_after  # seconds the receiver asked us to wait (Retry-After)
-        super().__init__(reason)
 
 
 class Notifier(Protocol):
@@ -173,31 +172,6 @@ def webhook_payload(
 def sign(body: bytes, secret: str) -> str:
     """HMAC-SHA256 of `body` keyed with `secret`, in hex (the header's value after `sha256=`)."""
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: BaseException | None = exc
-    while seen is not None:
-        yield seen
-        seen = seen.__cause__ or seen.__context__
-
-
-def _cause(exc: BaseException) -> str:
-    """The innermost reason ("Connection refused"): never the exception text, which has URLs."""
-    if isinstance(exc, requests.Timeout | TimeoutError):
-        return "timed out"
-    reasons = (seen.strerror for seen in _chain(exc) if isinstance(seen, OSError) and seen.strerror)
-    return next(reasons, type(exc).__name__)
-
-
-def _untrusted(exc: BaseException) -> bool:
-    """Whether `exc` comes from a certificate we do not trust: someone must fix a setting."""
-    return any(isinstance(seen, ssl.SSLCertVerificationError) for seen in _chain(exc))
 
 
 def _post(
@@ -391,32 +365,11 @@ def deliver(
     Blocking: run it in a thread. A permanent failure, or the last transient one once
     `retry_for` has passed, is raised as `NotifyError`.
     """
-    limit = retry_for.total_seconds()
-    jitter = _jittered(backoff.total_seconds(), max_backoff.total_seconds())
-
-    def wait(state: RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        asked = error.retry_after if isinstance(error, NotifyError) and error.retry_after else 0.0
-        # The last attempt falls on the deadline rather than after it.
-        return min(max(jitter(state), asked), max(0.0, limit - (state.seconds_since_start or 0.0)))
-
-    def log(state: RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        pause = state.next_action.sleep if state.next_action else 0.0
-        _LOG.info(
-            "%r: attempt %d failed (%s), next in %.1fs",
-            notifier,
-            state.attempt_number,
-            error,
-            pause,
-        )
-
-    retrying = Retrying(
-        retry=retry_if_exception(lambda exc: isinstance(exc, NotifyError) and not exc.permanent),
-        stop=stop_after_delay(limit),
-        wait=wait,
+    call_with_retries(
+        lambda: notifier.send(alerts),
+        repr(notifier),
+        retry_for,
+        backoff=backoff,
+        max_backoff=max_backoff,
         sleep=sleep,
-        before_sleep=log,
-        reraise=True,
     )
-    retrying(notifier.send, alerts)

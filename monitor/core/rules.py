@@ -16,6 +16,7 @@ has lasted long enough to fire. Precedence, and why:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -23,6 +24,7 @@ from zoneinfo import ZoneInfo
 from monitor.core.calendar import cap_reset, month_end, month_key
 from monitor.core.forecast import Forecast
 from monitor.core.health import HealthRules
+from monitor.core.sla import RESPONSE_WORKING_DAYS, due_at
 from monitor.model import (
     Condition,
     DeviceStatus,
@@ -33,7 +35,9 @@ from monitor.model import (
     Rule,
     Sample,
     Severity,
+    SupportRequest,
     SupportRequestKind,
+    SupportRequestState,
 )
 
 LONDON = ZoneInfo("Europe/London")
@@ -76,6 +80,9 @@ class AlertRules:
     battery_low_percent: int = 15  # where most routers start warning themselves
     battery_low_after: timedelta = timedelta(minutes=10)  # ride out a reading while unplugging
     sample_max_age: timedelta = timedelta(minutes=10)  # an older sample says nothing about now
+    # The programme aims to respond within 3 working days (guidance); England's bank holidays.
+    response_working_days: int = RESPONSE_WORKING_DAYS
+    holiday_region: str = "ENG"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +104,7 @@ _SEVERITY = {
     Rule.DATA_CAP_REACHED: Severity.WARNING,
     Rule.BATTERY_LOW: Severity.WARNING,
     Rule.ROUTER_LOST_OR_STOLEN: Severity.WARNING,
+    Rule.SUPPORT_REQUEST_OVERDUE: Severity.WARNING,
 }
 _REQUEST = {
     Rule.ROUTER_OFFLINE: SupportRequestKind.CONNECTIVITY_SUPPORT,
@@ -250,3 +258,62 @@ def _condition(
         annotations=notes,
         request=_REQUEST.get(rule),
     )
+
+
+def overdue(
+    requests: Iterable[SupportRequest], now: datetime, rules: AlertRules
+) -> list[Condition]:
+    """A condition per router (or organisation) with a portal request unanswered past its due.
+
+    A request counts from when the portal accepted it (`opened_at`) until the first sign of
+    the support team working on it (`responded_at`); the due instant is `response_working_days`
+    working days later (monitor.core.sla). The earliest overdue request speaks for its subject.
+    """
+    found: dict[str, Condition] = {}
+    for request in sorted(requests, key=lambda r: (r.opened_at or now, r.correlation_id)):
+        if (
+            request.state is not SupportRequestState.OPEN
+            or request.opened_at is None
+            or request.responded_at is not None
+        ):
+            continue
+        due = due_at(
+            request.opened_at, rules.response_working_days, rules.zone, rules.holiday_region
+        )
+        if now < due:
+            continue
+        rule = Rule.SUPPORT_REQUEST_OVERDUE
+        severity = _SEVERITY[rule]
+        labels = {"alertname": rule.value, "severity": severity.value}
+        if request.router_id is not None:
+            labels["router"] = request.router_id
+        if request.organisation_id is not None:
+            labels["organisation"] = request.organisation_id
+        notes = {
+            "request": request.portal_number or request.correlation_id,
+            "correlation_id": request.correlation_id,
+            "kind": request.kind.value,
+            "opened_at": request.opened_at.astimezone(rules.zone).isoformat(),
+            "due_at": due.astimezone(rules.zone).isoformat(),
+            "summary": (
+                f"No response from the support portal within {rules.response_working_days} "
+                "working days (the programme's aim); chase it quoting the request number."
+            ),
+        }
+        for key, value in (("order_number", request.order_number), ("imei", request.imei)):
+            if value:
+                notes[key] = value
+        condition = Condition(
+            rule,
+            severity,
+            timedelta(0),
+            router_id=request.router_id,
+            organisation_id=request.organisation_id,
+            since=due,
+            labels=labels,
+            annotations=notes,
+        )
+        if request.router_id is None and request.organisation_id is None:
+            continue  # nothing to identify it by; cannot happen for requests we raise
+        found.setdefault(condition.fingerprint, condition)
+    return list(found.values())

@@ -58,6 +58,7 @@ class Mode:
     retry_after: int = 1  # rate_limit: the Retry-After seconds
     every: int = 2  # flaky: every n-th call fails
     delay: float = 1.0  # slow: seconds before answering
+    methods: frozenset[str] | None = None  # only calls with these methods (None: every call)
     seen: int = 0
 
 
@@ -143,13 +144,16 @@ class PortalServer:
         retry_after: int = 1,
         every: int = 2,
         delay: float = 1.0,
+        methods: Sequence[str] | None = None,
     ) -> None:
-        """Switch mode, for the next `calls` calls (None: until switched again)."""
+        """Switch mode, for the next `calls` calls (None: until switched again); with
+        `methods` (e.g. ["POST"]) only calls of those methods are affected and counted."""
         if name not in MODES:
             raise ValueError(f"unknown portal mode {name!r}; known: {', '.join(sorted(MODES))}")
         if every < 1 or (calls is not None and calls < 1):
             raise ValueError("every and calls must be at least 1")
-        self._mode = Mode(name, calls, retry_after, every, delay)
+        only = frozenset(method.upper() for method in methods) if methods else None
+        self._mode = Mode(name, calls, retry_after, every, delay, only)
 
     @property
     def requests(self) -> list[RequestRecord]:
@@ -162,6 +166,10 @@ class PortalServer:
         if correlation_id is not None:
             rows = [row for row in rows if row.correlation_id == correlation_id]
         return copy.deepcopy(rows)
+
+    def pick_up(self, sys_id: str, author: str = "support.agent") -> None:
+        """The support team starts on an incident (state 2, In Progress), as a person would."""
+        self._table.update(sys_id, {"state": 2}, self._clock(), author)
 
     def count(self, correlation_id: str) -> int:
         """How many incidents carry this correlation id, active or not."""
@@ -187,14 +195,16 @@ class PortalServer:
         if self._on_request is not None:
             self._on_request(self._log[index])
 
-    def _take_mode(self) -> Mode:
+    def _take_mode(self, method: str) -> Mode:
+        if self._mode.methods is not None and method not in self._mode.methods:
+            return Mode()
         mode = replace(self._mode, seen=self._mode.seen + 1)
         self._mode = Mode() if mode.calls is not None and mode.seen >= mode.calls else mode
         return mode
 
     async def _answer(self, request: web.Request) -> web.Response | None:
         """The response, or None for a request that is never answered."""
-        mode = self._take_mode()
+        mode = self._take_mode(request.method)
         if mode.name == "timeout":
             return None
         if mode.name == "slow":

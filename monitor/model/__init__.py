@@ -48,6 +48,7 @@ from monitor.model.samples import (
     Traffic,
     UptimeClock,
 )
+from monitor.model.support import OPEN_STATES, SupportRequest, SupportRequestState
 from monitor.model.usage import (
     MonthUsage,
     UsageDelta,
@@ -64,6 +65,7 @@ from monitor.model.validation import (
 __all__ = [
     "ALLOWED_PARENTS",
     "DEFAULT_PORTS",
+    "OPEN_STATES",
     "Advance",
     "Alert",
     "AlertState",
@@ -95,7 +97,9 @@ __all__ = [
     "Signal",
     "SimState",
     "SnmpCredentials",
+    "SupportRequest",
     "SupportRequestKind",
+    "SupportRequestState",
     "Traffic",
     "Transition",
     "UptimeClock",

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.model import Advance, Alert, AlertState, Rule, Severity, SupportRequestKind
 from monitor.store.db import as_utc, insert_for, reading, upsert, writing
+from monitor.store.support import open_request
 from monitor.store.tables import AlertRow, OutboxRow
 
 
@@ -100,7 +101,11 @@ class AlertStore:
                     alert = session.get(AlertRow, row.fingerprint)
                     claimed.append(
                         Queued(
-                            row.id, row.event, row.attempts + 1, _alert(alert) if alert else None
+                            row.id,
+                            row.event,
+                            row.attempts + 1,
+                            _alert(alert) if alert else None,
+                            row.episode_id,
                         )
                     )
         return claimed
@@ -129,6 +134,7 @@ class Queued:
     event: str
     attempt: int
     alert: Alert | None  # None if the alert has since gone inactive and been removed
+    episode_id: str = ""  # the episode the row is about (the alert may be in a later one)
 
 
 def _sends(step: Advance) -> list[tuple[str, str]]:
@@ -166,7 +172,10 @@ def _enqueue(session: Session, alert: Alert, channel: str, event: str, now: date
     statement = insert.values(values).on_conflict_do_nothing(
         index_elements=["episode_id", "channel", "event"]
     )
-    return int(session.execute(statement).rowcount or 0)  # type: ignore[attr-defined]
+    added = int(session.execute(statement).rowcount or 0)  # type: ignore[attr-defined]
+    if channel == "support" and event == "firing":
+        open_request(session, alert, now)
+    return added
 
 
 def _values(alert: Alert) -> dict[str, object]:

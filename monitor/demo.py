@@ -42,6 +42,7 @@ DEMO_HEALTH = {
     "sim_absent_after": timedelta(seconds=20),
     "recovery_after": timedelta(seconds=40),
 }
+DEMO_INTERVAL = timedelta(seconds=15)
 DEMO_ALERTS = {
     "offline_after": timedelta(minutes=1),
     "wan_down_after": timedelta(minutes=1),
@@ -116,7 +117,15 @@ async def run_demo(settings: Settings, count: int, seed: int = 1, real_pace: boo
         if not real_pace:
             update["health"] = settings.health.model_copy(update=DEMO_HEALTH)
             update["alerts"] = settings.alerts.model_copy(update=DEMO_ALERTS)
-            log.info("demo pace: offline alerts after 1 minute (--real-pace for the config's)")
+            poll = settings.poll
+            if poll.interval > DEMO_INTERVAL:
+                timeout = min(poll.timeout, DEMO_INTERVAL / 2)
+                update["poll"] = poll.model_copy(
+                    update={"interval": DEMO_INTERVAL, "timeout": timeout}
+                )
+            log.info(
+                "demo pace: polls every 15s, alerts in a minute or two (--real-pace: the config's)"
+            )
         demo = settings.model_copy(update=update)
         snmp = sum(1 for r in fleet.routers if r.protocol is Protocol.SNMP)
         log.info(

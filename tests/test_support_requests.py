@@ -16,6 +16,7 @@ import sys
 import textwrap
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -462,3 +463,31 @@ async def test_kill_9_mid_dispatch_then_restart_makes_no_second_incident(
     request = only(requests)
     assert request.state is SupportRequestState.OPEN
     assert request.portal_number == portal.incidents()[0].number
+
+
+async def test_mass_outage_raises_one_incident_for_the_group(
+    migrated: Engine, portal: PortalServer
+) -> None:
+    from monitor.core.lifecycle import OutageRules, advance_all, group_outages
+
+    members = [router(n, "school-la") for n in range(20, 26)]
+    Inventory(migrated).sync_config(ORGANISATIONS, members)
+    alerts, requests = AlertStore(migrated), SupportRequests(migrated)
+    clock = Clock()
+    down = [replace(problem(member), since=clock.now) for member in members]
+    known: dict[str, Alert] = {}
+    for _ in range(2):  # the outage's own for-duration is 15 minutes
+        clock.tick(timedelta(minutes=16))
+        grouped = group_outages(down, known, clock.now, OutageRules())
+        steps = [s for s in advance_all(known, grouped, clock.now) if s.changed or s.updated]
+        alerts.apply(steps, clock.now)
+        known.update({step.alert.fingerprint: step.alert for step in steps})
+    sender = dispatcher((alerts, requests), portal, clock)
+    await sender.dispatch_once()
+    [request] = requests.find()
+    assert (request.rule, request.router_id, request.on_behalf_of) == (
+        "organisation_outage",
+        None,
+        "la-1",
+    )
+    assert len(portal.incidents()) == 1

@@ -6,7 +6,8 @@ changes (`RouterSeries`, see DESIGN.md); the daemon's own metrics use prometheus
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -59,11 +60,28 @@ class DaemonMetrics:
             "Times the scheduler could not read the inventory from the database.",
             registry=registry,
         )
+        self.support_requests = Gauge(
+            "router_monitor_support_requests",
+            "Support requests to the portal, by kind and by state of their delivery.",
+            ["kind", "state"],
+            registry=registry,
+        )
+        self.outbox_pending = Gauge(
+            "router_monitor_outbox_pending",
+            "Outbox rows (notifications, support requests) written but not yet delivered.",
+            registry=registry,
+        )
 
 
 # Per-router series: name -> (type, help). Every one is labelled `router` only (plus `state` for
-# the one-hot health); static facts will join through `router_info`.
+# the one-hot health); static facts join through `router_info` (the info-metric pattern).
+INFO_FAMILY = "router_info"
+INFO_LABELS = ("imei", "iccid", "model", "firmware", "organisation", "local_authority")
 ROUTER_FAMILIES: dict[str, tuple[str, str]] = {
+    INFO_FAMILY: (
+        "gauge",
+        "Always 1; labels carry the router's inventory facts, to join on `router`.",
+    ),
     "router_up": ("gauge", "1 if the router's management interface answered the last poll."),
     "router_connected": ("gauge", "1 if the mobile link was connected at the last answer."),
     "router_sim_present": ("gauge", "1 if the router reported a SIM at the last answer."),
@@ -102,24 +120,41 @@ class RouterSeries:
 
     def __init__(self) -> None:
         self._lines: dict[str, dict[str, str]] = {name: {} for name in ROUTER_FAMILIES}
+        self._shown: set[str] = set()
+
+    @property
+    def routers(self) -> AbstractSet[str]:
+        """The routers that have any line shown (a live view: copy it before removing)."""
+        return self._shown
 
     def update(self, router_id: str, samples: Iterable[RouterSample]) -> None:
-        """Replace everything shown for `router_id` with `samples`."""
+        """Replace everything shown of `router_id`'s state (not its info) with `samples`."""
         fresh: dict[str, list[str]] = {}
         label = f'router="{_escape(router_id)}"'
         for family, extra, value in samples:
             labels = f"{label},{extra}" if extra else label
             fresh.setdefault(family, []).append(f"{family}{{{labels}}} {_number(value)}\n")
+        if INFO_FAMILY in fresh:
+            raise ValueError(f"{INFO_FAMILY} is set through set_info")
         for family, lines in self._lines.items():
             if family in fresh:
                 lines[router_id] = "".join(fresh[family])
-            else:
+            elif family != INFO_FAMILY:
                 lines.pop(router_id, None)
+        self._shown.add(router_id)
+
+    def set_info(self, router_id: str, info: Mapping[str, str]) -> None:
+        """Show `router_info` for `router_id` with `info`'s labels (missing ones empty)."""
+        labels = "".join(f',{name}="{_escape(info.get(name, ""))}"' for name in INFO_LABELS)
+        line = f'{INFO_FAMILY}{{router="{_escape(router_id)}"{labels}}} 1\n'
+        self._lines[INFO_FAMILY][router_id] = line
+        self._shown.add(router_id)
 
     def remove(self, router_id: str) -> None:
         """Stop showing a router that left the inventory."""
         for lines in self._lines.values():
             lines.pop(router_id, None)
+        self._shown.discard(router_id)
 
     def render(self) -> str:
         """The text exposition of every router's series."""

@@ -4,12 +4,17 @@ The scheduler hands every result here. A `Sample` goes through the usage core (d
 and SIM, written with the new readings in one transaction) and every result through the health
 state machine (state and transition written together). The latest values stay in memory for the
 API and metrics; the database is the truth a restart resumes from.
+
+The inventory's facts about each router (IMEI, ICCID, model, organisation and its local
+authority) plus the firmware it reports make up its `router_info` series, re-rendered only when
+one of them changes; routers that leave the inventory leave the exposition.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -25,8 +30,11 @@ from monitor.metrics import RouterSample, RouterSeries
 from monitor.model import (
     Health,
     HealthState,
+    Identity,
     LinkState,
     MonthUsage,
+    Organisation,
+    OrganisationKind,
     PollResult,
     PollTarget,
     Router,
@@ -37,6 +45,13 @@ from monitor.model import (
 from monitor.store import HealthStore, UsageStore
 
 log = logging.getLogger(__name__)
+
+# What the inventory says of a router for `router_info`: imei, iccid, model (the profile's
+# name), organisation, local authority. Plain tuples: 100k of them are compared every cycle.
+Listed = tuple[str, str, str, str, str]
+# What the router itself last reported (the last non-empty value of each): firmware, imei, iccid.
+Reported = tuple[str, str, str]
+_NOTHING_REPORTED: Reported = ("", "", "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +81,8 @@ class Tracker:
         self.usage_states: dict[str, UsageState] = {}
         self.health_states: dict[str, HealthState] = {}
         self._month_of: dict[str, MonthUsage] = {}  # router id -> its SIM's month
+        self._listed: dict[str, Listed] | None = None  # None until the inventory is first read
+        self._reported: dict[str, Reported] = {}
         self._store_failing = False
         self.store_errors = 0
 
@@ -105,7 +122,73 @@ class Tracker:
                 "router %s: %s -> %s: %s",
                 router_id, transition.from_state, transition.to_state, transition.reason,
             )  # fmt: skip
+        if self._listed is not None and router_id not in self._listed:
+            return  # left the inventory while this poll was in flight: show nothing of it
         self.series.update(router_id, self._samples(router_id, result.at))
+        if isinstance(result, Sample):
+            self._note_identity(router_id, result.identity)
+
+    def follow_inventory(
+        self, routers: Iterable[Router], organisations: Iterable[Organisation]
+    ) -> None:
+        """Keep `router_info` as the inventory says; drop the series of routers that left it.
+
+        Called on every re-read of the inventory: only routers whose facts changed are
+        re-rendered, so a cycle over 100k unchanged routers costs one tuple comparison each.
+        """
+        authority = local_authorities(organisations)
+        before = self._listed or {}
+        listed: dict[str, Listed] = {}
+        changed: list[str] = []
+        for router in routers:
+            organisation = router.device.organisation_id
+            facts = (
+                router.device.imei or "",
+                router.iccid or "",
+                router.endpoint.profile if router.endpoint is not None else "",
+                organisation,
+                authority.get(organisation, ""),
+            )
+            listed[router.id] = facts
+            if before.get(router.id) != facts:
+                changed.append(router.id)
+        self._listed = listed
+        for router_id in [r for r in self.series.routers if r not in listed]:
+            self.series.remove(router_id)
+            self._reported.pop(router_id, None)
+            self.board.forget(router_id)
+        for router_id in changed:
+            self._show_info(router_id, facts=listed[router_id])
+
+    def _note_identity(self, router_id: str, identity: Identity) -> None:
+        """Re-render the router's info if it reports a new firmware (or a missing fact)."""
+        before = self._reported.get(router_id, _NOTHING_REPORTED)
+        # Keep the last non-empty value: a removed SIM must not blank the ICCID label.
+        now = (
+            identity.firmware or before[0],
+            identity.imei or before[1],
+            identity.iccid or before[2],
+        )
+        if now != before:
+            self._reported[router_id] = now
+            self._show_info(router_id)
+
+    def _show_info(self, router_id: str, facts: Listed | None = None) -> None:
+        if facts is None:
+            facts = (self._listed or {}).get(router_id)
+            if facts is None:
+                return  # not in the inventory (yet): nothing to join on
+        imei, iccid, model, organisation, authority = facts
+        firmware, reported_imei, reported_iccid = self._reported.get(router_id, _NOTHING_REPORTED)
+        info = {
+            "imei": imei or reported_imei,
+            "iccid": iccid or reported_iccid,
+            "model": model,
+            "firmware": firmware,
+            "organisation": organisation,
+            "local_authority": authority,
+        }
+        self.series.set_info(router_id, info)
 
     def _store_failed(self, exc: StoreError) -> None:
         self.store_errors += 1
@@ -184,11 +267,29 @@ class Tracker:
         return total
 
 
+def local_authorities(organisations: Iterable[Organisation]) -> dict[str, str]:
+    """Each organisation's local authority: itself if it is one, else the LA above it, or ""."""
+    by_id = {org.id: org for org in organisations}
+    found: dict[str, str] = {}
+    for org in by_id.values():
+        step: Organisation | None = org
+        for _ in range(len(by_id)):  # bounded: a cycle of parents must not hang the daemon
+            if step is None or step.kind is OrganisationKind.LOCAL_AUTHORITY:
+                break
+            step = by_id.get(step.parent_id) if step.parent_id else None
+        la = step is not None and step.kind is OrganisationKind.LOCAL_AUTHORITY
+        found[org.id] = step.id if la and step is not None else ""
+    return found
+
+
 def _sample_lines(sample: Sample) -> list[RouterSample]:
-    lines: list[RouterSample] = [
-        ("router_connected", "", 1.0 if sample.link is LinkState.CONNECTED else 0.0),
-        ("router_sim_present", "", 0.0 if sample.sim is SimState.ABSENT else 1.0),
-    ]
+    # A state the model does not report is left out, as an unreported signal is: a series
+    # saying 1 (or 0) would claim what nobody observed.
+    lines: list[RouterSample] = []
+    if sample.link is not LinkState.UNKNOWN:
+        lines.append(("router_connected", "", 1.0 if sample.link is LinkState.CONNECTED else 0.0))
+    if sample.sim is not SimState.UNKNOWN:
+        lines.append(("router_sim_present", "", 0.0 if sample.sim is SimState.ABSENT else 1.0))
     optional = {
         "router_signal_rssi_dbm": sample.signal.rssi_dbm,
         "router_signal_rsrp_dbm": sample.signal.rsrp_dbm,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.metrics import RouterSeries
@@ -41,3 +42,25 @@ def test_label_values_are_escaped() -> None:
     series = RouterSeries()
     series.update('odd"\\id', [("router_up", "", 1)])
     assert families(series.render())["router_up"] == {(("router", 'odd"\\id'),): 1.0}
+
+
+def test_info_survives_state_updates_and_leaves_with_the_router() -> None:
+    series = RouterSeries()
+    series.set_info("r-1", {"imei": "356938035643809", "model": 'odd "model"\n'})
+    series.update("r-1", [("router_up", "", 1)])
+    series.update("r-1", [("router_up", "", 0)])  # a state update does not touch the info
+    info = {
+        (("firmware", ""), ("iccid", ""), ("imei", "356938035643809"),
+         ("local_authority", ""), ("model", 'odd "model"\n'), ("organisation", ""),
+         ("router", "r-1")): 1.0,
+    }  # fmt: skip
+    assert families(series.render())["router_info"] == info
+    assert series.routers == {"r-1"}
+    series.remove("r-1")
+    assert series.render() == ""
+    assert series.routers == set()
+
+
+def test_router_info_is_not_a_state_line() -> None:
+    with pytest.raises(ValueError, match="set_info"):
+        RouterSeries().update("r-1", [("router_info", "", 1)])

@@ -7,20 +7,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import csv
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from sqlalchemy import Engine
 from tqdm import tqdm
 
 from monitor import __version__, demo, importer, store
 from monitor.app import load_checked_profiles, run_daemon
 from monitor.config import Settings, load_settings
+from monitor.core.access import Role, role_problem
 from monitor.emulator.fleet import DEFAULT_MIX, parse_mix
-from monitor.errors import InvalidInput, MonitorError
+from monitor.errors import ImportRejected, InvalidInput, MonitorError, Problem
 from monitor.logs import configure_logging
+from monitor.store.access import AccessStore, PasswordCipher
 
 EXIT_FAILURE = 1
 EXIT_INVALID = 2
@@ -59,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     _config_option(demo_run)
     demo_run.add_argument("--routers", type=_count, default=50, help="fleet size (default 50)")
     demo_run.add_argument("--seed", type=int, default=1, help="the fleet's random seed")
+    demo_run.add_argument(
+        "--real-pace",
+        action="store_true",
+        help="keep the config's health and alert durations (default: alerts within a minute)",
+    )
 
     emulate = command("emulate", _emulate, "serve an emulated fleet on loopback until Ctrl-C")
     emulate.add_argument("--routers", type=_count, default=50, help="fleet size (default 50)")
@@ -101,7 +111,29 @@ def _parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=_importer(function))
         sub.add_argument("file", type=Path, help="the CSV file, UTF-8, with a header row")
         _config_option(sub)
+    text = "store Windows devices' BIOS and local admin passwords, encrypted (docs/api.md)"
+    sub = imports.add_parser("passwords", help=text, description=text)
+    sub.set_defaults(handler=_import_passwords)
+    sub.add_argument("file", type=Path, help="CSV: serial,bios_password,admin_password")
+    _config_option(sub)
+    _token_commands(command("token", lambda _: 0, "status API bearer tokens"))
     return parser
+
+
+def _token_commands(group: argparse.ArgumentParser) -> None:
+    actions = group.add_subparsers(required=True, metavar="ACTION")
+    create = actions.add_parser("create", help="create a token and print it (shown only once)")
+    create.set_defaults(handler=_token_create)
+    create.add_argument("--role", required=True, choices=[role.value for role in Role])
+    create.add_argument("--organisation", metavar="ID", help="its organisation (not: programme)")
+    create.add_argument("--name", help="who holds it, for the audit (default: role and org)")
+    listing = actions.add_parser("list", help="list tokens (never their secrets)")
+    listing.set_defaults(handler=_token_list)
+    revoke = actions.add_parser("revoke", help="revoke a token by its id")
+    revoke.set_defaults(handler=_token_revoke)
+    revoke.add_argument("token_id", help="the id `monitor token list` shows")
+    for sub in (create, listing, revoke):
+        _config_option(sub)
 
 
 def _config_option(parser: argparse.ArgumentParser) -> None:
@@ -125,7 +157,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    asyncio.run(demo.run_demo(_settings(args), args.routers, args.seed))
+    asyncio.run(demo.run_demo(_settings(args), args.routers, args.seed, args.real_pace))
     return 0
 
 
@@ -222,6 +254,111 @@ def _importer(function: ImportFunction) -> Callable[[argparse.Namespace], int]:
         return 0
 
     return handler
+
+
+@contextlib.contextmanager
+def _database(args: argparse.Namespace) -> Iterator[Engine]:
+    engine = store.open_database(_settings(args).database.url)
+    try:
+        store.upgrade(engine)
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    role = Role(args.role)
+    with _database(args) as engine:
+        kind = None
+        if args.organisation is not None:
+            kind = store.Inventory(engine).get_organisation(args.organisation).kind
+        if problem := role_problem(role, kind):
+            raise InvalidInput("monitor token create", [Problem("--role", problem)])
+        name = args.name or f"{role.value} of {args.organisation or 'the programme'}"
+        record, secret = AccessStore(engine).create_token(name, role.value, args.organisation)
+    print(f"token {record.id} ({name}) created; it is shown only now:", file=sys.stderr)
+    print(secret)
+    return 0
+
+
+def _token_list(args: argparse.Namespace) -> int:
+    with _database(args) as engine:
+        tokens = AccessStore(engine).list_tokens()
+    for token in tokens:
+        state = f"revoked {token.revoked_at:%Y-%m-%d %H:%M}" if token.revoked_at else "valid"
+        print(
+            f"{token.id}  {token.role:<24} {token.organisation_id or '-':<20} {state:<24} "
+            f"{token.name}"
+        )
+    return 0
+
+
+def _token_revoke(args: argparse.Namespace) -> int:
+    with _database(args) as engine:
+        done = AccessStore(engine).revoke_token(args.token_id)
+    if not done:
+        print(f"monitor: no valid token {args.token_id!r}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"token {args.token_id} revoked")
+    return 0
+
+
+PASSWORD_COLUMNS = ("serial", "bios_password", "admin_password")
+
+
+def _import_passwords(args: argparse.Namespace) -> int:
+    cipher = PasswordCipher.from_environment(os.environ)
+    if cipher is None:
+        print("monitor: set MONITOR_PASSWORD_KEY or MONITOR_PASSWORD_KEY_FILE", file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        with args.file.open(encoding="utf-8-sig", newline="") as stream:
+            items, lines, problems = _password_rows(stream)
+    except OSError as exc:
+        print(f"monitor: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return EXIT_INVALID
+    source = str(args.file)
+    if problems:
+        raise ImportRejected(source, problems)
+    with _database(args) as engine:
+        access = AccessStore(engine)
+        unknown = access.not_windows([serial for serial, _, _ in items])
+        if unknown:
+            reason = "no Windows laptop or tablet with this serial in the inventory"
+            raise ImportRejected(
+                source, [Problem(f"line {lines[s]}, column serial", reason) for s in unknown]
+            )
+        result = access.store_passwords(items, cipher)
+    print(f"{args.file}: {result.created} stored, {result.updated} replaced")
+    return 0
+
+
+def _password_rows(
+    stream: TextIO,
+) -> tuple[list[tuple[str, str, str]], dict[str, int], list[Problem]]:
+    """The rows of a passwords CSV file; the problems never quote a password."""
+    reader = csv.DictReader(stream)
+    missing = [c for c in PASSWORD_COLUMNS if c not in (reader.fieldnames or ())]
+    if missing:
+        return [], {}, [Problem("line 1", f"missing columns: {', '.join(missing)}")]
+    items: list[tuple[str, str, str]] = []
+    lines: dict[str, int] = {}
+    problems: list[Problem] = []
+    for line, row in enumerate(reader, start=2):
+        serial = (row.get("serial") or "").strip()
+        if not serial:
+            problems.append(Problem(f"line {line}, column serial", "is empty"))
+            continue
+        if serial in lines:
+            problems.append(Problem(f"line {line}, column serial", f"is on line {lines[serial]}"))
+            continue
+        lines[serial] = line
+        bios, admin = row.get("bios_password") or "", row.get("admin_password") or ""
+        for column, value in (("bios_password", bios), ("admin_password", admin)):
+            if not value or len(value) > 200:
+                problems.append(Problem(f"line {line}, column {column}", "must be 1-200 chars"))
+        items.append((serial, bios, admin))
+    return items, lines, problems
 
 
 class _Progress:

@@ -1,38 +1,62 @@
-"""The FastAPI application: `/healthz`, `/readyz`, `/metrics` and (later) `/api/v1`.
+"""The FastAPI application: `/healthz`, `/readyz`, `/metrics` and the status API `/api/v1`.
 
-It is built from what it is handed (a readiness check, a metrics registry) and opens nothing
-itself; `monitor.app` wires it to the real database and scheduler.
+It is built from what it is handed (a readiness check, a metrics registry, the status sources)
+and opens nothing itself; `monitor.app` wires it to the real database, tracker and alert engine.
+Without sources (tests of the health endpoints) the /api/v1 routes are left out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from monitor import __version__
+from monitor.api import errors
+from monitor.api.auth import authenticator
+from monitor.api.devices import device_routes
+from monitor.api.routes import read_routes
+from monitor.api.sources import StatusSources
 
 # Returns (ready, {check name: "ok" or why not}).
 Readiness = Callable[[], Awaitable[tuple[bool, dict[str, str]]]]
+
+DESCRIPTION = """The status of the programme's 4G routers, for the support portal and the LAs,
+trusts and schools it serves. Every `/api/v1` route needs a bearer token (`monitor token
+create`); each token sees only its organisation's objects (an LA or trust also its schools'),
+and anything else answers 404. See docs/api.md."""
 
 
 def create_api(
     readiness: Readiness,
     registry: CollectorRegistry,
     router_series: Callable[[], str] = str,
+    sources: StatusSources | None = None,
 ) -> FastAPI:
-    """Build the HTTP application over a readiness check, the daemon's own metrics registry and
-    the per-router series' renderer."""
+    """Build the HTTP application over a readiness check, the daemon's own metrics registry,
+    the per-router series' renderer and (for /api/v1) the status sources."""
     api = FastAPI(
         title="router-monitor",
         version=__version__,
+        description=DESCRIPTION,
         openapi_url="/api/v1/openapi.json",
         docs_url="/api/v1/docs",
         redoc_url=None,
     )
+    errors.install(api)
+
+    @api.middleware("http")
+    async def no_store(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        # Tenant-scoped answers (and passwords) must not sit in a shared cache.
+        response = await call_next(request)
+        if request.url.path.startswith("/api/v1/") and not request.url.path.endswith(".json"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
 
     @api.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
@@ -52,4 +76,8 @@ def create_api(
         own = await run_in_threadpool(generate_latest, registry)
         return Response(own + router_series().encode(), media_type=CONTENT_TYPE_LATEST)
 
+    if sources is not None:
+        authenticate = authenticator(sources)
+        api.include_router(read_routes(sources, authenticate))
+        api.include_router(device_routes(sources, authenticate))
     return api

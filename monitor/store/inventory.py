@@ -98,6 +98,17 @@ class Inventory:
         with self._transaction() as session:
             return bulk.upsert_devices(session, items, "import", self._clock(), progress)
 
+    def set_device_status(self, serial: str, status: DeviceStatus) -> Device:
+        """Set one device's status (e.g. reported lost or stolen); NotFound if there is none."""
+        with self._transaction() as session:
+            row = session.scalars(select(DeviceRow).where(DeviceRow.serial == serial)).first()
+            if row is None:
+                raise NotFound(f"no device with serial {serial!r}")
+            if row.status != status.value:
+                row.status = status.value
+                row.updated_at = self._clock()
+            return _device(row)
+
     # --- reads ----------------------------------------------------------------------------
 
     def organisation_kinds(self, ids: Iterable[str]) -> dict[str, OrganisationKind]:

@@ -35,6 +35,8 @@ from monitor.model import (
     DeviceStatus,
     OrganisationKind,
     Protocol,
+    SupportRequestKind,
+    SupportRequestState,
     UptimeClock,
 )
 
@@ -289,3 +291,101 @@ class OutboxRow(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     attempts: Mapped[int] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(String(500))
+
+
+class SupportRequestRow(Base):
+    """One support request (see model.SupportRequest), keyed by its episode's correlation id.
+
+    Written with the outbox row that will send it, so a request exists exactly when the alert
+    transition that calls for it committed; the primary key stops a second one per episode.
+    """
+
+    __tablename__ = "support_requests"
+    __table_args__ = (
+        CheckConstraint(one_of("kind", SupportRequestKind), name="kind"),
+        CheckConstraint(one_of("state", SupportRequestState), name="state"),
+    )
+
+    correlation_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    fingerprint: Mapped[str] = mapped_column(String(32))
+    rule: Mapped[str] = mapped_column(String(32))
+    organisation_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    on_behalf_of: Mapped[str | None] = mapped_column(String(64), index=True)
+    router_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    imei: Mapped[str | None] = mapped_column(String(32))
+    iccid: Mapped[str | None] = mapped_column(String(32))
+    order_number: Mapped[str | None] = mapped_column(String(64))
+    summary: Mapped[str] = mapped_column(String(160))
+    raised_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    portal_number: Mapped[str | None] = mapped_column(String(40))
+    portal_sys_id: Mapped[str | None] = mapped_column(String(64))
+    opened_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    responded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(String(500))
+
+
+# The API's roles (monitor.core.access.Role; the store may not import the core, a test keeps
+# the two in step) and what a password request came to.
+TOKEN_ROLES = (
+    "la_user", "trust_user", "school_technical_contact", "nominated_orderer", "programme",
+)  # fmt: skip
+AUDIT_OUTCOMES = ("shown", "refused", "not_found", "unavailable")
+
+
+class ApiTokenRow(Base):
+    """A status API bearer token: only the SHA-256 of its secret is kept."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (CheckConstraint(one_of("role", TOKEN_ROLES), name="role"),)
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(32))
+    organisation_id: Mapped[str | None] = mapped_column(
+        String(64), ForeignKey("organisations.id"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AccessAuditRow(Base):
+    """One request for a device's passwords, shown or refused (history is kept)."""
+
+    __tablename__ = "access_audit"
+    __table_args__ = (
+        CheckConstraint(one_of("outcome", AUDIT_OUTCOMES), name="outcome"),
+        Index("ix_access_audit_device_serial_at", "device_serial", "at"),
+    )
+
+    # No foreign keys: the audit outlives revoked tokens and retired devices.
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    token_id: Mapped[str] = mapped_column(String(16))
+    who: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(32))
+    organisation_id: Mapped[str | None] = mapped_column(String(64))
+    device_serial: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(300))
+
+
+class DevicePasswordRow(Base):
+    """A Windows device's BIOS and local admin passwords, each AES-GCM encrypted (base64 text).
+
+    The key never enters the database; `key_id` names the key that encrypted them.
+    """
+
+    __tablename__ = "device_passwords"
+
+    serial: Mapped[str] = mapped_column(
+        String(64), ForeignKey("devices.serial", ondelete="CASCADE"), primary_key=True
+    )
+    key_id: Mapped[str] = mapped_column(String(16))
+    bios: Mapped[str] = mapped_column(Text)
+    admin: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

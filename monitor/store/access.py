@@ -1,0 +1,439 @@
+"""Access: status API tokens, encrypted device passwords, the password audit, scoped reads.
+
+- A token's secret is shown once, when created; only its SHA-256 is stored (the secret is 256
+  random bits, so a plain hash is as good as a slow one and lets a request find its token).
+- Passwords are AES-256-GCM encrypted with a key that never enters the database (the CLI and
+  `monitor.app` read it from the environment); each ciphertext is bound to its device serial and
+  field, so ciphertexts cannot be swapped between devices.
+- Every request for a device's passwords, shown or refused, is one `access_audit` row.
+- The API's listings are read here page by page, filtered by the organisations a caller sees.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import secrets
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import Engine, Select, func, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from monitor.errors import ConfigError, NotFound, Problem, StoreError
+from monitor.model import OPEN_STATES, DeviceKind, Organisation, OrganisationKind, Router
+from monitor.store.bulk import CHUNK, UpsertResult, batched
+from monitor.store.db import as_utc, reading, upsert, writing
+from monitor.store.inventory import _router, _routers
+from monitor.store.tables import (
+    AccessAuditRow,
+    ApiTokenRow,
+    DevicePasswordRow,
+    DeviceRow,
+    HealthStateRow,
+    OrganisationRow,
+    RouterRow,
+    SupportRequestRow,
+)
+
+KEY_ENV = "MONITOR_PASSWORD_KEY"  # the key itself: 32 bytes, URL-safe base64
+KEY_FILE_ENV = "MONITOR_PASSWORD_KEY_FILE"  # or a file holding it
+WINDOWS = frozenset({DeviceKind.WINDOWS_LAPTOP.value, DeviceKind.WINDOWS_TABLET.value})
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """A token as stored (never its secret)."""
+
+    id: str
+    name: str
+    role: str
+    organisation_id: str | None
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """What a valid token stands for: the token, its organisation and the schools under it."""
+
+    token: TokenRecord
+    organisation: Organisation | None
+    children: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One password request and what came of it."""
+
+    at: datetime
+    token_id: str
+    who: str
+    role: str
+    organisation_id: str | None
+    device_serial: str
+    outcome: str  # shown, refused, not_found, unavailable
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DevicePasswords:
+    """A device's BIOS and local admin passwords, in clear (kept out of repr)."""
+
+    serial: str
+    bios: str = field(repr=False)
+    admin: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RouterListing:
+    """A router with its stored health state (`unknown` if never judged)."""
+
+    router: Router
+    state: str
+    since: datetime | None
+
+
+class PasswordCipher:
+    """AES-256-GCM over one key; `key_id` (a hash prefix) names the key, never reveals it."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != 32:
+            raise ValueError("a password key is 32 bytes")
+        self._aead = AESGCM(key)
+        self.key_id = hashlib.sha256(b"router-monitor password key" + key).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return f"PasswordCipher(key_id={self.key_id!r})"
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> PasswordCipher | None:
+        """The key from $MONITOR_PASSWORD_KEY or the file $MONITOR_PASSWORD_KEY_FILE; None if
+        neither is set; ConfigError (never showing the key) if it is not a usable key."""
+        where, text = KEY_ENV, environ.get(KEY_ENV)
+        if not text and environ.get(KEY_FILE_ENV):
+            where = KEY_FILE_ENV
+            try:
+                text = Path(environ[KEY_FILE_ENV]).read_text(encoding="ascii").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = getattr(exc, "strerror", None) or "not a text file"
+                raise ConfigError(
+                    "password key", [Problem(where, f"cannot read: {reason}")]
+                ) from None
+        if not text:
+            return None
+        try:
+            return cls(base64.urlsafe_b64decode(text.strip().encode("ascii")))
+        except (ValueError, binascii.Error, UnicodeEncodeError):
+            reason = "must be 32 random bytes in URL-safe base64 (see docs/api.md)"
+            raise ConfigError("password key", [Problem(where, reason)]) from None
+
+    @staticmethod
+    def new_key() -> str:
+        """A fresh key, as $MONITOR_PASSWORD_KEY wants it."""
+        return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii")
+
+    def encrypt(self, serial: str, what: str, plain: str) -> str:
+        """`plain` encrypted for device `serial`'s field `what`, as base64 text."""
+        nonce = secrets.token_bytes(12)
+        sealed = self._aead.encrypt(nonce, plain.encode("utf-8"), f"{serial}/{what}".encode())
+        return base64.b64encode(nonce + sealed).decode("ascii")
+
+    def decrypt(self, serial: str, what: str, stored: str) -> str:
+        """The clear text of `stored`; StoreError if this key did not encrypt it for this field."""
+        raw = base64.b64decode(stored)
+        try:
+            plain = self._aead.decrypt(raw[:12], raw[12:], f"{serial}/{what}".encode())
+        except InvalidTag:
+            raise StoreError(f"device {serial}: stored {what} password does not decrypt") from None
+        return plain.decode("utf-8")
+
+
+def hash_secret(secret: str) -> str:
+    """The stored form of a token's secret."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+class AccessStore:
+    """Tokens, passwords, the audit, and the API's scoped reads; each write one transaction."""
+
+    def __init__(self, engine: Engine, clock: Clock = _utcnow) -> None:
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._clock = clock
+
+    # --- tokens ---------------------------------------------------------------------------
+
+    def create_token(
+        self, name: str, role: str, organisation_id: str | None
+    ) -> tuple[TokenRecord, str]:
+        """A new token and its secret (shown once: only its hash is kept)."""
+        secret = "rmt_" + secrets.token_urlsafe(32)
+        record = TokenRecord(secrets.token_hex(8), name, role, organisation_id, self._clock())
+        with writing(self._sessions, "creating a token") as session:
+            if (
+                organisation_id is not None
+                and session.get(OrganisationRow, organisation_id) is None
+            ):
+                raise NotFound(f"no organisation {organisation_id!r}")
+            session.add(
+                ApiTokenRow(
+                    id=record.id,
+                    secret_hash=hash_secret(secret),
+                    name=name,
+                    role=role,
+                    organisation_id=organisation_id,
+                    created_at=record.created_at,
+                )
+            )
+        return record, secret
+
+    def authenticate(self, secret: str) -> Caller | None:
+        """The caller a secret stands for; None if it is unknown or revoked."""
+        with reading(self._sessions, "authenticating") as session:
+            row = session.scalars(
+                select(ApiTokenRow).where(ApiTokenRow.secret_hash == hash_secret(secret))
+            ).first()
+            if row is None or row.revoked_at is not None:
+                return None
+            org = children = None
+            if row.organisation_id is not None:
+                found = session.get(OrganisationRow, row.organisation_id)
+                if found is None:
+                    return None
+                org = Organisation(
+                    found.id, found.name, OrganisationKind(found.kind), found.parent_id
+                )
+                children = session.scalars(
+                    select(OrganisationRow.id).where(OrganisationRow.parent_id == found.id)
+                ).all()
+            return Caller(_token(row), org, frozenset(children or ()))
+
+    def list_tokens(self) -> list[TokenRecord]:
+        """Every token, revoked ones too, oldest first."""
+        with reading(self._sessions, "tokens") as session:
+            query = select(ApiTokenRow).order_by(ApiTokenRow.created_at, ApiTokenRow.id)
+            return [_token(row) for row in session.scalars(query)]
+
+    def revoke_token(self, token_id: str) -> bool:
+        """Revoke a token; False if there is no such token still valid."""
+        with writing(self._sessions, "revoking a token") as session:
+            done = session.execute(
+                update(ApiTokenRow)
+                .where(ApiTokenRow.id == token_id, ApiTokenRow.revoked_at.is_(None))
+                .values(revoked_at=self._clock())
+            )
+            return bool(done.rowcount)  # type: ignore[attr-defined]
+
+    # --- passwords and their audit ----------------------------------------------------------
+
+    def store_passwords(
+        self, items: Sequence[tuple[str, str, str]], cipher: PasswordCipher
+    ) -> UpsertResult:
+        """Store (serial, bios, admin) triples encrypted, all or none; NotFound (naming them)
+        if any serial is not a Windows device of the inventory."""
+        now = self._clock()
+        with writing(self._sessions, "storing device passwords") as session:
+            serials = [serial for serial, _, _ in items]
+            if bad := self._not_windows(session, serials):
+                shown = ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else "")
+                raise NotFound(f"not Windows devices in the inventory: {shown}")
+            existing: set[str] = set()
+            for chunk in batched(set(serials), CHUNK):
+                query = select(DevicePasswordRow.serial).where(DevicePasswordRow.serial.in_(chunk))
+                existing.update(session.scalars(query))
+            for serial, bios, admin in items:
+                values = {
+                    "serial": serial,
+                    "key_id": cipher.key_id,
+                    "bios": cipher.encrypt(serial, "bios", bios),
+                    "admin": cipher.encrypt(serial, "admin", admin),
+                    "updated_at": now,
+                }
+                upsert(session, DevicePasswordRow, values, "serial")
+        updated = len(existing & set(serials))
+        return UpsertResult(created=len(set(serials)) - updated, updated=updated)
+
+    def not_windows(self, serials: Collection[str]) -> list[str]:
+        """Those of `serials` that are not Windows devices of the inventory (no passwords)."""
+        with reading(self._sessions, "devices") as session:
+            return self._not_windows(session, serials)
+
+    @staticmethod
+    def _not_windows(session: Session, serials: Collection[str]) -> list[str]:
+        kinds: dict[str, str] = {}
+        for chunk in batched(set(serials), CHUNK):
+            query = select(DeviceRow.serial, DeviceRow.kind).where(DeviceRow.serial.in_(chunk))
+            kinds.update({serial: kind for serial, kind in session.execute(query).tuples()})
+        return [serial for serial in serials if kinds.get(serial) not in WINDOWS]
+
+    def passwords(self, serial: str, cipher: PasswordCipher) -> DevicePasswords | None:
+        """A device's passwords in clear; None if none are stored."""
+        with reading(self._sessions, "device passwords") as session:
+            row = session.get(DevicePasswordRow, serial)
+            if row is None:
+                return None
+            if row.key_id != cipher.key_id:
+                raise StoreError(f"device {serial}: passwords were stored under another key")
+            return DevicePasswords(
+                serial,
+                cipher.decrypt(serial, "bios", row.bios),
+                cipher.decrypt(serial, "admin", row.admin),
+            )
+
+    def audit(self, entry: AuditEntry) -> None:
+        """Record one password request's outcome."""
+        with writing(self._sessions, "auditing a password request") as session:
+            session.add(
+                AccessAuditRow(
+                    at=entry.at,
+                    token_id=entry.token_id,
+                    who=entry.who[:200],
+                    role=entry.role,
+                    organisation_id=entry.organisation_id,
+                    device_serial=entry.device_serial[:64],
+                    outcome=entry.outcome,
+                    reason=entry.reason[:300],
+                )
+            )
+
+    def audit_log(self, serial: str | None = None) -> list[AuditEntry]:
+        """Audit entries, oldest first (of one device, if given)."""
+        query = select(AccessAuditRow).order_by(AccessAuditRow.id)
+        if serial is not None:
+            query = query.where(AccessAuditRow.device_serial == serial)
+        with reading(self._sessions, "the access audit") as session:
+            return [_audit(row) for row in session.scalars(query)]
+
+    # --- the API's scoped reads -------------------------------------------------------------
+
+    def children(self, organisation_id: str) -> frozenset[str]:
+        """The ids of the schools and colleges under an LA or trust."""
+        query = select(OrganisationRow.id).where(OrganisationRow.parent_id == organisation_id)
+        with reading(self._sessions, "organisations") as session:
+            return frozenset(session.scalars(query))
+
+    def routers_page(
+        self,
+        organisations: Collection[str] | None,
+        states: Collection[str] | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[int, list[RouterListing]]:
+        """(how many match, one page of them by router id), with their stored health."""
+        state = func.coalesce(HealthStateRow.state, "unknown").label("health")
+        query: Select[Any] = _routers().add_columns(
+            state, HealthStateRow.since.label("health_since")
+        )
+        query = query.outerjoin(HealthStateRow, HealthStateRow.router_id == RouterRow.id)
+        if organisations is not None:
+            query = query.where(DeviceRow.organisation_id.in_(list(organisations)))
+        if states is not None:
+            query = query.where(state.in_(list(states)))
+        with reading(self._sessions, "routers") as session:
+            total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+            rows = session.execute(query.order_by(RouterRow.id).limit(limit).offset(offset))
+            page = [
+                RouterListing(_router(row), row.health, as_utc(row.health_since))
+                if row.health_since is not None
+                else RouterListing(_router(row), row.health, None)
+                for row in rows
+            ]
+        return total, page
+
+    def router_states(self, organisations: Collection[str]) -> dict[str, int]:
+        """How many monitored routers of these organisations are in each stored health state."""
+        state = func.coalesce(HealthStateRow.state, "unknown")
+        query = (
+            select(state, func.count())
+            .select_from(RouterRow)
+            .join(DeviceRow, DeviceRow.id == RouterRow.device_id)
+            .outerjoin(HealthStateRow, HealthStateRow.router_id == RouterRow.id)
+            .where(RouterRow.monitored, DeviceRow.organisation_id.in_(list(organisations)))
+            .group_by(state)
+        )
+        with reading(self._sessions, "router states") as session:
+            return {name: count for name, count in session.execute(query).tuples()}
+
+    def device_statuses(self, organisations: Collection[str]) -> dict[str, int]:
+        """How many devices of every kind these organisations hold, by status."""
+        query = (
+            select(DeviceRow.status, func.count())
+            .where(DeviceRow.organisation_id.in_(list(organisations)))
+            .group_by(DeviceRow.status)
+        )
+        with reading(self._sessions, "device statuses") as session:
+            return {name: count for name, count in session.execute(query).tuples()}
+
+    def count_requests(
+        self,
+        organisations: Collection[str] | None,
+        states: Collection[str] | None = None,
+        router_id: str | None = None,
+        kind: str | None = None,
+    ) -> int:
+        """How many support requests match (the same filters as `SupportRequests.find`)."""
+        query = select(func.count()).select_from(SupportRequestRow)
+        if organisations is not None:
+            ids = list(organisations)
+            query = query.where(
+                or_(
+                    SupportRequestRow.organisation_id.in_(ids),
+                    SupportRequestRow.on_behalf_of.in_(ids),
+                )
+            )
+        if states is not None:
+            query = query.where(SupportRequestRow.state.in_(list(states)))
+        if router_id is not None:
+            query = query.where(SupportRequestRow.router_id == router_id)
+        if kind is not None:
+            query = query.where(SupportRequestRow.kind == kind)
+        with reading(self._sessions, "support requests") as session:
+            return int(session.scalar(query) or 0)
+
+    def open_requests(self, organisations: Collection[str]) -> dict[str, int]:
+        """Open (queued or open) support requests at or raised by these organisations, by kind."""
+        ids = list(organisations)
+        query = (
+            select(SupportRequestRow.kind, func.count())
+            .where(
+                or_(
+                    SupportRequestRow.organisation_id.in_(ids),
+                    SupportRequestRow.on_behalf_of.in_(ids),
+                ),
+                SupportRequestRow.state.in_([state.value for state in OPEN_STATES]),
+            )
+            .group_by(SupportRequestRow.kind)
+        )
+        with reading(self._sessions, "support requests") as session:
+            return {kind: count for kind, count in session.execute(query).tuples()}
+
+
+def _token(row: ApiTokenRow) -> TokenRecord:
+    revoked = as_utc(row.revoked_at) if row.revoked_at is not None else None
+    return TokenRecord(
+        row.id, row.name, row.role, row.organisation_id, as_utc(row.created_at), revoked
+    )
+
+
+def _audit(row: AccessAuditRow) -> AuditEntry:
+    return AuditEntry(
+        as_utc(row.at),
+        row.token_id,
+        row.who,
+        row.role,
+        row.organisation_id,
+        row.device_serial,
+        row.outcome,
+        row.reason,
+    )

@@ -32,6 +32,15 @@ class AlertSettings(Section):
     response_working_days: int | None = Field(default=None, ge=1, le=30)
     holiday_region: Literal["ENG", "WLS"] | None = None
     outage: OutageSettings = OutageSettings()
+    # How often the rules are evaluated: for-durations are minutes, so 30s is ample.
+    evaluation_interval: Duration = timedelta(seconds=30)
+
+    @field_validator("evaluation_interval")
+    @classmethod
+    def _evaluation(cls, every: timedelta) -> timedelta:
+        if not timedelta(seconds=1) <= every <= timedelta(minutes=5):
+            raise ValueError("must be between 1s and 5m")
+        return every
 
     @field_validator("cap_warning_ratios")
     @classmethod

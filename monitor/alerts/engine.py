@@ -24,7 +24,7 @@ from monitor.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
-Routers = Callable[[], Sequence[Router]]
+Routers = Callable[[], Sequence[Router] | None]  # None: not known yet, do not evaluate
 
 
 class AlertEngine:
@@ -55,10 +55,13 @@ class AlertEngine:
         self.alerts = self._store.load()
 
     async def evaluate(self, now: datetime) -> None:
-        """One evaluation of every router's rules at `now`."""
+        """One evaluation of every router's rules at `now` (none while the routers are unknown)."""
+        routers = self._routers()
+        if routers is None:
+            return
         conditions = [
             condition
-            for router in self._routers()
+            for router in routers
             for condition in evaluate(self._tracker.facts(router, now), now, self._rules)
         ]
         conditions = group_outages(conditions, self.alerts, now, self._outage)

@@ -94,6 +94,14 @@ async def test_report_stolen_raises_deactivate_sim_for_the_la(world: World) -> N
             [request.correlation_id] if sees else []
         )
 
+    # A portal refusal shows, with why, and the response clock once the portal has it.
+    SupportRequests(engine).mark_failed(request.correlation_id, "HTTP 403 not allowed", NOW)
+    [shown] = world.client.get(
+        "/api/v1/support-requests", params={"state": "failed"}, headers=la_user.headers
+    ).json()["items"]
+    assert (shown["state"], shown["last_error"]) == ("failed", "HTTP 403 not allowed")
+    assert shown["response_due_at"] is None  # never opened in the portal
+
 
 def test_reporting_an_unmonitored_router_says_no_request_follows(world: World) -> None:
     inventory = Inventory(world.engine)

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from monitor.core.sla import due_at
 from monitor.model import (
     Alert,
     AlertState,
@@ -166,6 +167,12 @@ class SupportRequestOut(BaseModel):
     opened_at: datetime | None
     responded_at: datetime | None
     resolved_at: datetime | None
+    response_due_at: datetime | None = Field(
+        description="when the portal's response is due: 3 working days after it was opened"
+    )
+    last_error: str | None = Field(
+        description="why the last send failed (for a failed request: why it was refused)"
+    )
 
     @classmethod
     def of(cls, request: SupportRequest) -> SupportRequestOut:
@@ -188,6 +195,8 @@ class SupportRequestOut(BaseModel):
             opened_at=request.opened_at,
             responded_at=request.responded_at,
             resolved_at=request.resolved_at,
+            response_due_at=due_at(request.opened_at) if request.opened_at else None,
+            last_error=request.last_error,
         )
 
 

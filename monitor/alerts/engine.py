@@ -18,7 +18,7 @@ from monitor.core.lifecycle import OutageRules, advance_all, group_outages
 from monitor.core.rules import AlertRules, evaluate, overdue
 from monitor.errors import StoreError
 from monitor.metrics import DaemonMetrics
-from monitor.model import Alert, AlertState, Router
+from monitor.model import Alert, AlertState, Router, Rule
 from monitor.store import AlertStore, SupportRequests
 from monitor.tracking import Tracker
 
@@ -53,6 +53,9 @@ class AlertEngine:
     def load(self) -> None:
         """Resume from the database (blocking: call before the first evaluation)."""
         self.alerts = self._store.load()
+        if self._metrics is not None:  # every rule shows, 0 until it fires
+            self._metrics.seen_rules.update(rule.value for rule in Rule)
+        self._publish()
 
     async def evaluate(self, now: datetime) -> None:
         """One evaluation of every router's rules at `now` (none while the routers are unknown)."""

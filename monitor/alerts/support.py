@@ -32,7 +32,13 @@ from monitor.alerts.servicenow import Incident, ServiceNowPortal, work_note
 from monitor.alerts.transport import NotifyError, call_with_retries
 from monitor.errors import StoreError
 from monitor.metrics import DaemonMetrics
-from monitor.model import Alert, AlertState, SupportRequest, SupportRequestState
+from monitor.model import (
+    Alert,
+    AlertState,
+    SupportRequest,
+    SupportRequestKind,
+    SupportRequestState,
+)
 from monitor.store import AlertStore, SupportRequests
 from monitor.store.alerts import Queued
 
@@ -73,7 +79,9 @@ class SupportDispatcher:
         self._response_check = response_check
         self._metrics = metrics
         self._clock = clock
-        self._seen: set[tuple[str, str]] = set()  # (kind, state) ever published, to show 0
+        # Every (kind, state) is published from the start, 0 until it happens, so dashboards
+        # and alert rules see a value rather than nothing.
+        self._seen = {(k.value, s.value) for k in SupportRequestKind for s in SupportRequestState}
         self.failed = 0  # requests the portal refused for good
 
     async def dispatch_once(self) -> int:

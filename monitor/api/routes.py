@@ -203,15 +203,12 @@ def read_routes(sources: StatusSources, authenticate: Authenticate) -> APIRouter
         """Support requests at, or raised by, the organisations the token may see; newest first."""
         organisations = scope(principal, organisation)
         states = set(state) if state else None
+        count, find = sources.support.count, sources.support.find
         total = await blocking(
-            sources.access.count_requests,
-            organisations,
-            [s.value for s in states] if states else None,
-            router,
-            kind.value if kind else None,
+            count, organisations=organisations, states=states, router_id=router, kind=kind
         )
         found = await blocking(
-            sources.support.find,
+            find,
             organisations=organisations,
             states=states,
             router_id=router,

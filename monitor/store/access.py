@@ -375,32 +375,6 @@ class AccessStore:
         with reading(self._sessions, "device statuses") as session:
             return {name: count for name, count in session.execute(query).tuples()}
 
-    def count_requests(
-        self,
-        organisations: Collection[str] | None,
-        states: Collection[str] | None = None,
-        router_id: str | None = None,
-        kind: str | None = None,
-    ) -> int:
-        """How many support requests match (the same filters as `SupportRequests.find`)."""
-        query = select(func.count()).select_from(SupportRequestRow)
-        if organisations is not None:
-            ids = list(organisations)
-            query = query.where(
-                or_(
-                    SupportRequestRow.organisation_id.in_(ids),
-                    SupportRequestRow.on_behalf_of.in_(ids),
-                )
-            )
-        if states is not None:
-            query = query.where(SupportRequestRow.state.in_(list(states)))
-        if router_id is not None:
-            query = query.where(SupportRequestRow.router_id == router_id)
-        if kind is not None:
-            query = query.where(SupportRequestRow.kind == kind)
-        with reading(self._sessions, "support requests") as session:
-            return int(session.scalar(query) or 0)
-
     def open_requests(self, organisations: Collection[str]) -> dict[str, int]:
         """Open (queued or open) support requests at or raised by these organisations, by kind."""
         ids = list(organisations)

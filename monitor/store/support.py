@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, or_, select, update
+from sqlalchemy import Engine, Select, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.model import (
@@ -53,25 +53,25 @@ class SupportRequests:
         offset: int = 0,
     ) -> list[SupportRequest]:
         """Requests newest first; `organisations` keeps those at, or raised by, any of them."""
-        query = select(SupportRequestRow)
-        if organisations is not None:
-            ids = list(organisations)
-            query = query.where(
-                or_(
-                    SupportRequestRow.organisation_id.in_(ids),
-                    SupportRequestRow.on_behalf_of.in_(ids),
-                )
-            )
-        if states is not None:
-            query = query.where(SupportRequestRow.state.in_([state.value for state in states]))
-        if router_id is not None:
-            query = query.where(SupportRequestRow.router_id == router_id)
-        if kind is not None:
-            query = query.where(SupportRequestRow.kind == kind.value)
+        query = _matching(select(SupportRequestRow), organisations, states, router_id, kind)
         query = query.order_by(SupportRequestRow.raised_at.desc(), SupportRequestRow.correlation_id)
         with reading(self._sessions, "support requests") as session:
             rows = session.scalars(query.limit(limit).offset(offset))
             return [_request(row) for row in rows]
+
+    def count(
+        self,
+        *,
+        organisations: Collection[str] | None = None,
+        states: Collection[SupportRequestState] | None = None,
+        router_id: str | None = None,
+        kind: SupportRequestKind | None = None,
+    ) -> int:
+        """How many requests `find` would list without a limit."""
+        query = select(func.count()).select_from(SupportRequestRow)
+        query = _matching(query, organisations, states, router_id, kind)
+        with reading(self._sessions, "support requests") as session:
+            return int(session.scalar(query) or 0)
 
     def counts(self) -> dict[tuple[str, str], int]:
         """How many requests there are, by (kind, state)."""
@@ -154,6 +154,28 @@ class SupportRequests:
                 .where(SupportRequestRow.correlation_id == correlation_id)
                 .values(**values)
             )
+
+
+def _matching(
+    query: Select[Any],
+    organisations: Collection[str] | None,
+    states: Collection[SupportRequestState] | None,
+    router_id: str | None,
+    kind: SupportRequestKind | None,
+) -> Select[Any]:
+    """`query` narrowed to the requests at, or raised by, `organisations`, and the rest."""
+    if organisations is not None:
+        ids = list(organisations)
+        query = query.where(
+            or_(SupportRequestRow.organisation_id.in_(ids), SupportRequestRow.on_behalf_of.in_(ids))
+        )
+    if states is not None:
+        query = query.where(SupportRequestRow.state.in_([state.value for state in states]))
+    if router_id is not None:
+        query = query.where(SupportRequestRow.router_id == router_id)
+    if kind is not None:
+        query = query.where(SupportRequestRow.kind == kind.value)
+    return query
 
 
 def open_request(session: Session, alert: Alert, now: datetime) -> int:

@@ -388,3 +388,21 @@ def test_a_fingerprint_needs_a_router_or_an_organisation() -> None:
     assert by_router != alert_fingerprint(Rule.ROUTER_OFFLINE, organisation_id="x")
     assert by_router != alert_fingerprint(Rule.ROUTER_WAN_DOWN, "x")
     assert len(by_router) == 16
+
+
+def test_a_member_that_raised_its_own_request_is_not_held_back_later() -> None:
+    # r-0's own for-duration (10 min, configurable) ran out before the others were seen down:
+    # it fired with its own request. When the group forms with r-0 in it, r-0 keeps that request
+    # (and so resolves it itself); holding it back would leave the request open for ever.
+    early = replace(offline("r-0", at(0)), fire_after=10 * MINUTE)
+    alerts: dict[str, Alert] = {}
+    for step in advance_all(alerts, group_outages([early], alerts, at(10), OUTAGE), at(10)):
+        alerts[step.alert.fingerprint] = step.alert
+    assert alerts[early.fingerprint].raises_request
+    members = [early] + [offline(f"r-{n}", at(n + 3)) for n in range(1, 6)]
+    grouped = group_outages(members, alerts, at(12), OUTAGE)
+    assert [c.rule for c in grouped if c.organisation_id and not c.router_id] == [
+        Rule.ORGANISATION_OUTAGE
+    ]
+    held = {c.router_id for c in grouped if c.held_back}
+    assert held == {f"r-{n}" for n in range(1, 6)}

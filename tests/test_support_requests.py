@@ -54,6 +54,7 @@ ORGANISATIONS = [
     Organisation("school-la", "School under LA", OrganisationKind.SCHOOL, "la-1"),
     Organisation("school-trust", "School under trust", OrganisationKind.SCHOOL, "trust-1"),
     Organisation("college-1", "College One", OrganisationKind.COLLEGE),
+    Organisation("college-trust", "College in a trust", OrganisationKind.COLLEGE, "trust-1"),
 ]
 
 
@@ -191,13 +192,18 @@ async def test_one_incident_quoting_order_number_and_imei_on_behalf_of_the_la(
 
 @pytest.mark.parametrize(
     ("organisation", "raised_by"),
-    [("school-trust", "trust-1"), ("college-1", "college-1"), ("la-1", "la-1")],
+    [
+        ("school-trust", "trust-1"),
+        ("college-1", "college-1"),
+        ("college-trust", "trust-1"),  # "schools and colleges will need to ask their trust"
+        ("la-1", "la-1"),
+    ],
 )
 async def test_who_raises_the_request(
     stores: tuple[AlertStore, SupportRequests], organisation: str, raised_by: str
 ) -> None:
     alerts, requests = stores
-    number = {"school-trust": 2, "college-1": 3, "la-1": 9}[organisation]
+    number = {"school-trust": 2, "college-1": 3, "college-trust": 4, "la-1": 9}[organisation]
     fire(alerts, problem(router(number, organisation)), START)
     assert only(requests).on_behalf_of == raised_by
 
@@ -491,3 +497,55 @@ async def test_mass_outage_raises_one_incident_for_the_group(
         "la-1",
     )
     assert len(portal.incidents()) == 1
+
+
+async def test_every_change_gets_its_work_note(
+    stores: tuple[AlertStore, SupportRequests], portal: PortalServer
+) -> None:
+    alerts, _ = stores
+    clock = Clock()
+    subject = router(1, "school-la")
+    alert = fire(alerts, problem(subject, seen="1"), clock.now)
+    sender = dispatcher(stores, portal, clock)
+    await sender.dispatch_once()
+    for seen in ("2", "3", "4"):
+        clock.tick(timedelta(minutes=5))
+        alert = refresh(alerts, alert, problem(subject, seen=seen), clock.now)
+        await sender.dispatch_once()
+    [incident] = portal.incidents(alert.episode_id)
+    notes = [entry.text for entry in incident.work_notes]
+    assert [note.split('"seen": "')[1][0] for note in notes] == ["2", "3", "4"]
+
+
+async def test_a_refused_resolution_fails_that_step_only(
+    stores: tuple[AlertStore, SupportRequests], portal: PortalServer
+) -> None:
+    alerts, requests = stores
+    clock = Clock()
+    alert = fire(alerts, problem(router(1, "school-la")), clock.now)
+    sender = dispatcher(stores, portal, clock)
+    await sender.dispatch_once()
+    clock.tick(timedelta(minutes=30))
+    clear(alerts, alert, clock.now)
+    portal.set_mode("auth_fail", methods=["PATCH"])
+    assert await sender.dispatch_once() == 1
+    request = only(requests)
+    assert request.state is SupportRequestState.OPEN  # the incident is still there, open
+    assert request.last_error is not None
+    assert "HTTP 401" in request.last_error
+    assert [s for _, c, e, s in alerts.outbox() if c == "support"] == ["sent", "failed"]
+
+
+async def test_two_dispatchers_share_the_outbox_without_a_second_incident(
+    stores: tuple[AlertStore, SupportRequests], portal: PortalServer
+) -> None:
+    alerts, requests = stores
+    clock = Clock()
+    fired = [fire(alerts, problem(router(n, "school-la")), clock.now) for n in (1, 2, 3)]
+    portal.set_mode("slow", delay=0.3)
+    first, second = dispatcher(stores, portal, clock), dispatcher(stores, portal, clock)
+    counts = await asyncio.gather(first.dispatch_once(), second.dispatch_once())
+    assert sum(counts) == 3
+    for alert in fired:
+        assert portal.count(alert.episode_id or "") == 1
+    assert {r.state for r in requests.find()} == {SupportRequestState.OPEN}

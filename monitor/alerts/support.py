@@ -14,9 +14,11 @@ worker thread, moves each request on:
 
 Transient failures (down, 5xx, 429 with `Retry-After`, timeouts) retry with tenacity inside a
 short budget and then wait in the outbox with a growing backoff, for as long as the portal is
-down; permanent ones (400, 401, 403) mark the request failed, are counted and logged, and are
-never retried. A crash mid-send leaves the row claimed until its lease runs out; the next
-sender's lookup then finds whatever the first one created.
+down; permanent ones (400, 401, 403) are counted and logged and never retried: a refused create
+marks the request failed, a refused note or resolution fails only that step. Rows are claimed
+one at a time and an episode's rows in order (`AlertStore.claim`); a crash mid-send leaves the
+row claimed until its lease runs out, and the next sender's lookup then finds whatever the
+first one created.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class SupportDispatcher:
         retry_for: timedelta = timedelta(seconds=20),
         max_backoff: timedelta = timedelta(minutes=30),
         response_check: timedelta = timedelta(minutes=10),
+        max_rows: int = 50,
         metrics: DaemonMetrics | None = None,
         clock: Clock = lambda: datetime.now(UTC),
     ) -> None:
@@ -77,6 +80,7 @@ class SupportDispatcher:
         self._retry_for = retry_for
         self._max_backoff = max_backoff
         self._response_check = response_check
+        self._max_rows = max_rows
         self._metrics = metrics
         self._clock = clock
         # Every (kind, state) is published from the start, 0 until it happens, so dashboards
@@ -85,27 +89,41 @@ class SupportDispatcher:
         self.failed = 0  # requests the portal refused for good
 
     async def dispatch_once(self) -> int:
-        """Move on every due request; return how many outbox rows were settled."""
-        rows = await asyncio.to_thread(self._alerts.claim, "support", self._clock(), self._lease)
+        """Move on what is due; return how many outbox rows were settled.
+
+        Rows are claimed one at a time, so a lease only has to outlast one row's work (however
+        slow the portal); the round ends at the first transient failure (the portal is down or
+        busy: the rest would only wait their turn to fail) or after `max_rows`.
+        """
         settled = 0
-        for row in rows:
-            settled += await asyncio.to_thread(self._settle, row)
+        for _ in range(self._max_rows):
+            now = self._clock()
+            rows = await asyncio.to_thread(self._alerts.claim, "support", now, self._lease, 1)
+            if not rows:
+                break
+            outcome = await asyncio.to_thread(self._settle, rows[0])
+            if outcome is None:
+                break
+            settled += outcome
         return settled
 
     async def check_responses(self) -> int:
-        """Ask the portal whether open requests have been picked up; return how many were."""
+        """Ask the portal whether open requests have been picked up; return how many were.
+
+        At most `max_rows` per round, ending at the first failure (the portal is unwell).
+        """
         if self._portal is None:
             return 0
         waiting = await asyncio.to_thread(self._requests.awaiting_response)
         answered = 0
-        for request in waiting:
+        for request in waiting[: self._max_rows]:
             if request.portal_sys_id is None:
                 continue
             try:
                 incident = await asyncio.to_thread(self._portal.get, request.portal_sys_id)
             except NotifyError as exc:
                 log.info("cannot check request %s: %s", request.portal_number, exc)
-                continue
+                break
             if incident.responded:
                 at = self._clock()
                 await asyncio.to_thread(self._requests.mark_responded, request.correlation_id, at)
@@ -141,7 +159,8 @@ class SupportDispatcher:
 
     # --- one row, in a worker thread ------------------------------------------------------------
 
-    def _settle(self, row: Queued) -> int:
+    def _settle(self, row: Queued) -> int | None:
+        """1 if the row is settled (sent or failed for good), None if it must wait (transient)."""
         request = self._requests.get(row.episode_id)
         if request is None:  # nothing was asked for this episode
             self._alerts.finish(row.id, "sent", self._clock())
@@ -158,13 +177,16 @@ class SupportDispatcher:
             if exc.permanent:
                 self.failed += 1
                 log.error(
-                    "support request %s (%s, %s) failed for good: %s",
+                    "support request %s (%s, %s) refused for good: %s",
                     request.correlation_id,
                     request.kind,
                     row.event,
                     exc,
                 )
-                self._requests.mark_failed(request.correlation_id, str(exc), now)
+                if row.event == "firing":  # never raised: an operator must look
+                    self._requests.mark_failed(request.correlation_id, str(exc), now)
+                else:  # the incident stands; only this note or resolution was refused
+                    self._requests.note_error(request.correlation_id, str(exc), now)
                 self._alerts.finish(row.id, "failed", now, str(exc))
                 return 1
             delay = min(self._max_backoff, timedelta(seconds=30) * 2 ** min(row.attempt - 1, 10))
@@ -179,7 +201,7 @@ class SupportDispatcher:
             )
             self._requests.note_error(request.correlation_id, str(exc), now)
             self._alerts.finish(row.id, "pending", now + delay, str(exc))
-            return 0
+            return None
         self._alerts.finish(row.id, "sent", self._clock())
         return 1
 
@@ -217,7 +239,13 @@ class SupportDispatcher:
             self._requests.mark_resolved(request.correlation_id, self._clock())
             return
         now = self._clock()
-        self._requests.mark_open(request.correlation_id, incident.sys_id, incident.number, now)
+        cid = request.correlation_id
+        if not self._requests.mark_open(cid, incident.sys_id, incident.number, now):
+            # Closed meanwhile (by another sender that found nothing yet): close this too.
+            closed = self._requests.get(cid)
+            if closed is not None and closed.state is SupportRequestState.RESOLVED:
+                self._resolve_incident(portal, incident.sys_id, alert, cid)
+            return
         if incident.responded:
             self._requests.mark_responded(request.correlation_id, now)
         log.warning(
@@ -231,8 +259,13 @@ class SupportDispatcher:
     def _note(self, request: SupportRequest, alert: Alert | None) -> None:
         portal = self._sends(request)
         sys_id = request.portal_sys_id
-        if portal is None or alert is None or sys_id is None:
-            return  # not raised yet: the incident, when made, describes things as they are then
+        if (
+            portal is None
+            or alert is None
+            or sys_id is None  # not raised yet: when it is, it describes things as they are then
+            or alert.episode_id != request.correlation_id  # about a later episode, not this one
+        ):
+            return
         if request.state is SupportRequestState.OPEN:
             self._retrying(lambda: portal.note(sys_id, work_note(alert)), f"noting on {sys_id}")
 
@@ -245,17 +278,23 @@ class SupportDispatcher:
             found = self._retrying(lambda: portal.find(request.correlation_id), "looking up")
             sys_id = found.sys_id if found else None
         if portal is not None and sys_id is not None:
-            known = sys_id
-            incident = self._retrying(lambda: portal.get(known), f"reading {known}")
-            cleared = "router-monitor: the problem cleared" + (
-                f" at {alert.ends_at.isoformat()}" if alert and alert.ends_at else ""
-            )
-            if not incident.active:
-                pass  # the support team closed it already: leave their resolution alone
-            elif self._resolve:
-                self._retrying(
-                    lambda: portal.resolve(known, self._close_code, cleared), f"resolving {known}"
-                )
-            else:
-                self._retrying(lambda: portal.note(known, cleared), f"noting on {known}")
+            self._resolve_incident(portal, sys_id, alert, request.correlation_id)
         self._requests.mark_resolved(request.correlation_id, self._clock())
+
+    def _resolve_incident(
+        self, portal: ServiceNowPortal, sys_id: str, alert: Alert | None, correlation_id: str
+    ) -> None:
+        """Resolve (or note) an incident whose problem cleared; leave one staff closed alone."""
+        incident = self._retrying(lambda: portal.get(sys_id), f"reading {sys_id}")
+        if not incident.active:
+            return  # the support team closed it already: leave their resolution alone
+        ended = alert.ends_at if alert and alert.episode_id == correlation_id else None
+        cleared = "router-monitor: the problem cleared" + (
+            f" at {ended.isoformat()}" if ended else ""
+        )
+        if self._resolve:
+            self._retrying(
+                lambda: portal.resolve(sys_id, self._close_code, cleared), f"resolving {sys_id}"
+            )
+        else:
+            self._retrying(lambda: portal.note(sys_id, cleared), f"noting on {sys_id}")

@@ -96,7 +96,13 @@ def advance_all(
 
 
 def _content(alert: Alert) -> tuple[object, ...]:
-    return (alert.annotations, alert.held_back, alert.severity, alert.request)
+    return (
+        alert.annotations,
+        alert.held_back,
+        alert.severity,
+        alert.request,
+        alert.organisation_id,
+    )
 
 
 def _cleared(previous: Alert, now: datetime) -> Alert:
@@ -114,6 +120,7 @@ def _refreshed(previous: Alert, condition: Condition, now: datetime) -> Alert:
         previous,
         severity=condition.severity,
         updated_at=now,
+        organisation_id=condition.organisation_id,  # a router reallocated mid-episode moves
         labels=dict(condition.labels),
         annotations=dict(condition.annotations),
         request=condition.request,
@@ -164,8 +171,20 @@ def group_outages(
         )
         held.update(c.fingerprint for c in joined)
         groups.append(_outage(org, start, joined, rules))
+    # A member that already raised its own request keeps it (and closes it itself): holding it
+    # back now would leave that request without anyone to resolve it.
+    held -= {fp for fp in held if _raised_own(previous.get(fp))}
     marked = [replace(c, held_back=True) if c.fingerprint in held else c for c in conditions]
     return marked + groups
+
+
+def _raised_own(alert: Alert | None) -> bool:
+    return (
+        alert is not None
+        and alert.state is AlertState.FIRING
+        and alert.request is not None
+        and not alert.held_back
+    )
 
 
 def _outage_start(

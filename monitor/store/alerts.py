@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, delete, func, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine, delete, exists, func, select, update
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from monitor.model import Advance, Alert, AlertState, Rule, Severity, SupportRequestKind
 from monitor.store.db import as_utc, insert_for, reading, upsert, writing
@@ -77,13 +77,24 @@ class AlertStore:
 
         A row is due when pending and its time has come, or when a sender claimed it and its
         lease ran out (the sender died): the conditional UPDATE makes two dispatchers, in one
-        process or several, never both take one row.
+        process or several, never both take one row. An episode's rows go one at a time, in
+        order: a row waits while an earlier one of its episode and channel is unsettled, so a
+        resolution is never sent before (or beside) the firing it resolves.
         """
+        earlier = aliased(OutboxRow)
+        unsettled_before = (
+            exists()
+            .where(earlier.episode_id == OutboxRow.episode_id)
+            .where(earlier.channel == OutboxRow.channel)
+            .where(earlier.id < OutboxRow.id)
+            .where(earlier.state.in_(("pending", "sending")))
+        )
         due = (
             select(OutboxRow)
             .where(OutboxRow.channel == channel)
             .where(OutboxRow.state.in_(("pending", "sending")))
             .where(OutboxRow.next_attempt_at <= now)
+            .where(~unsettled_before)
             .order_by(OutboxRow.id)
             .limit(limit)
         )
@@ -147,7 +158,7 @@ def _sends(step: Advance) -> list[tuple[str, str]]:
             sends.append(("support", "firing"))
     elif step.changed and alert.state is AlertState.RESOLVED and step.previous is AlertState.FIRING:
         sends.append(("notify", "resolved"))
-        if alert.request is not None and not alert.held_back:
+        if alert.request is not None:  # held back or not: a request it raised must close
             sends.append(("support", "resolved"))
     elif step.updated and alert.raises_request:
         sends.append(("support", "update"))
@@ -168,10 +179,18 @@ def _enqueue(session: Session, alert: Alert, channel: str, event: str, now: date
         "next_attempt_at": now,
         "attempts": 0,
     }
-    # An update may be queued again while one is pending: that one will carry the latest.
-    statement = insert.values(values).on_conflict_do_nothing(
-        index_elements=["episode_id", "channel", "event"]
-    )
+    key = ["episode_id", "channel", "event"]
+    statement = insert.values(values)
+    if event == "update":
+        # Every change deserves its note: a sent update is queued again. One still pending will
+        # carry the latest (it reads the alert when sent), so it is left as it is.
+        statement = statement.on_conflict_do_update(
+            index_elements=key,
+            set_={"state": "pending", "next_attempt_at": now, "attempts": 0, "last_error": None},
+            where=OutboxRow.state == "sent",
+        )
+    else:
+        statement = statement.on_conflict_do_nothing(index_elements=key)
     added = int(session.execute(statement).rowcount or 0)  # type: ignore[attr-defined]
     if channel == "support" and event == "firing":
         open_request(session, alert, now)

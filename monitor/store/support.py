@@ -26,7 +26,9 @@ from monitor.model import (
 from monitor.store.db import as_utc, insert_for, reading, writing
 from monitor.store.tables import OrganisationRow, SupportRequestRow
 
-# Schools raise requests through their LA or trust (guidance); anyone else raises their own.
+# "Schools and colleges will need to ask their trust or local authority" (guidance): one under
+# an LA or trust is raised for by it; anyone else raises their own.
+_ASK_THEIR_PARENT = frozenset({OrganisationKind.SCHOOL.value, OrganisationKind.COLLEGE.value})
 _RAISES_FOR_SCHOOLS = frozenset({OrganisationKind.LOCAL_AUTHORITY, OrganisationKind.ACADEMY_TRUST})
 
 
@@ -91,11 +93,15 @@ class SupportRequests:
         with reading(self._sessions, "support requests") as session:
             return [_request(row) for row in session.scalars(query)]
 
-    def mark_open(self, correlation_id: str, sys_id: str, number: str, at: datetime) -> None:
-        """The portal holds an incident for it (created now, or found by correlation id)."""
-        self._set(
+    def mark_open(self, correlation_id: str, sys_id: str, number: str, at: datetime) -> bool:
+        """The portal holds an incident for it (created now, or found by correlation id).
+
+        Only a queued request opens: False if it has meanwhile been closed (or failed).
+        """
+        return self._set(
             correlation_id,
             "recording an opened request",
+            only_if=SupportRequestState.QUEUED,
             state=SupportRequestState.OPEN.value,
             portal_sys_id=sys_id,
             portal_number=number,
@@ -147,13 +153,21 @@ class SupportRequests:
         """A passing failure (portal down, rate limited): it will be tried again."""
         self._set(correlation_id, "noting an error", last_error=error[:500], updated_at=at)
 
-    def _set(self, correlation_id: str, what: str, **values: Any) -> None:
+    def _set(
+        self,
+        correlation_id: str,
+        what: str,
+        only_if: SupportRequestState | None = None,
+        **values: Any,
+    ) -> bool:
+        statement = update(SupportRequestRow).where(
+            SupportRequestRow.correlation_id == correlation_id
+        )
+        if only_if is not None:
+            statement = statement.where(SupportRequestRow.state == only_if.value)
         with writing(self._sessions, what) as session:
-            session.execute(
-                update(SupportRequestRow)
-                .where(SupportRequestRow.correlation_id == correlation_id)
-                .values(**values)
-            )
+            changed = session.execute(statement.values(**values))
+            return bool(changed.rowcount)  # type: ignore[attr-defined]
 
 
 def _matching(
@@ -187,7 +201,7 @@ def open_request(session: Session, alert: Alert, now: datetime) -> int:
         select(OrganisationRow.kind, OrganisationRow.parent_id).where(OrganisationRow.id == at)
     ).first()
     on_behalf_of = at
-    if parent is not None and parent.kind == OrganisationKind.SCHOOL.value and parent.parent_id:
+    if parent is not None and parent.kind in _ASK_THEIR_PARENT and parent.parent_id:
         kind = session.scalar(
             select(OrganisationRow.kind).where(OrganisationRow.id == parent.parent_id)
         )

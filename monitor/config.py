@@ -16,7 +16,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
 from monitor import units
 from monitor.config_alerts import AlertSettings, SupportPortalSettings
@@ -69,6 +69,21 @@ class HttpSettings(Section):
     """The status API, /metrics and /healthz."""
 
     listen: ListenAddress = units.HostPort("127.0.0.1", 8080)
+    # If set, /metrics wants `Authorization: Bearer <it>` (its series name every tenant's routers).
+    metrics_token: SecretStr | None = None
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _usable_token(cls, token: SecretStr | None) -> SecretStr | None:
+        # Never echoed: the problem is described, not the value.
+        if token is None:
+            return None
+        value = token.get_secret_value()
+        if len(value) < 16:
+            raise ValueError("must be at least 16 characters")
+        if not all("!" <= char <= "~" for char in value):
+            raise ValueError("must be printable ASCII without spaces (it is sent in a header)")
+        return token
 
 
 class PollSettings(Section):

@@ -11,7 +11,8 @@ from sqlalchemy import Engine, text
 from test_api_tenants import VISIBLE, World, build_world
 
 from monitor.core.access import Role
-from monitor.model import Allocation, Device, DeviceKind
+from monitor.errors import NotFound, StoreError
+from monitor.model import Allocation, Device, DeviceKind, Organisation
 from monitor.store import Inventory
 from monitor.store.access import PasswordCipher
 
@@ -201,3 +202,62 @@ def test_another_key_cannot_read_them(world: World) -> None:
     with pytest.raises(Exception, match="another key"):
         world.sources.access.passwords("W-T1", other)
     assert KEY not in repr(world.sources.cipher)
+
+
+@pytest.mark.parametrize(
+    "damaged",
+    ["!!not base64!!", "c2hvcnQ=", ""],  # not base64; base64 of 5 bytes; nothing
+)
+def test_damaged_ciphertext_answers_503_json_and_is_audited(world: World, damaged: str) -> None:
+    with world.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE device_passwords SET admin = :admin WHERE serial = 'W-LA1-SOCIAL'"),
+            {"admin": damaged},
+        )
+    la_user = world.caller(Role.LA_USER, "la-1")
+    answer = world.client.get("/api/v1/devices/W-LA1-SOCIAL/passwords", headers=la_user.headers)
+    assert answer.status_code == 503
+    assert answer.json() == {
+        "error": "unavailable",
+        "message": "this device's passwords cannot be read; contact us",
+    }
+    assert bios_of("W-LA1-SOCIAL") not in answer.text
+    [entry] = world.sources.access.audit_log("W-LA1-SOCIAL")
+    assert (entry.outcome, entry.token_id) == ("unavailable", la_user.token_id)
+    assert "do not decrypt" in entry.reason
+
+
+def test_missing_parent_organisation_answers_503_json_and_is_audited(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The rules turn on the LA above the school; here the inventory cannot say who that is.
+    inventory = world.sources.inventory
+    real = inventory.get_organisation
+
+    def without_la(organisation_id: str) -> Organisation:
+        if organisation_id == "la-1":
+            raise NotFound("no organisation 'la-1'")
+        return real(organisation_id)
+
+    monkeypatch.setattr(inventory, "get_organisation", without_la)
+    contact = world.caller(Role.SCHOOL_TECHNICAL_CONTACT, "school-la1")
+    answer = world.client.get("/api/v1/devices/W-SCH-LA1/passwords", headers=contact.headers)
+    assert answer.status_code == 503
+    body = answer.json()
+    assert body["error"] == "unavailable"
+    assert "organisation's record is incomplete" in body["message"]
+    assert "database" not in body["message"]
+    assert "serial number" in body["message"]
+    [entry] = world.sources.access.audit_log("W-SCH-LA1")
+    assert (entry.outcome, entry.organisation_id) == ("unavailable", "school-la1")
+    assert entry.reason == "the device's organisations are incomplete: no organisation 'la-1'"
+
+
+def test_decrypt_refuses_damaged_text_with_a_store_error() -> None:
+    cipher = PasswordCipher.from_environment({"MONITOR_PASSWORD_KEY": KEY})
+    assert cipher is not None
+    sealed = cipher.encrypt("W-1", "bios", "secret-1")
+    assert cipher.decrypt("W-1", "bios", sealed) == "secret-1"
+    for damaged in ("%%%", sealed[:10], sealed + "A", "é", ""):
+        with pytest.raises(StoreError, match="does not decrypt"):
+            cipher.decrypt("W-1", "bios", damaged)

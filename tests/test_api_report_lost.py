@@ -9,13 +9,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import luhn_imei
 from sqlalchemy import Engine
-from test_api_tenants import NOW, World, build_world
+from test_api_tenants import NOW, Caller, World, build_world
 
 from monitor.alerts.engine import AlertEngine
 from monitor.core.access import Role
 from monitor.core.health import HealthRules
 from monitor.core.lifecycle import OutageRules
 from monitor.core.rules import AlertRules
+from monitor.errors import StoreError
 from monitor.model import (
     AlertState,
     Device,
@@ -26,6 +27,7 @@ from monitor.model import (
     SupportRequestKind,
 )
 from monitor.store import AlertStore, HealthStore, Inventory, SupportRequests, UsageStore
+from monitor.store.access import AuditEntry
 from monitor.tracking import Tracker, TrackingRules
 
 LONDON = ZoneInfo("Europe/London")
@@ -117,3 +119,62 @@ def test_reporting_an_unmonitored_router_says_no_request_follows(world: World) -
     assert answer.json()["support_request"] is None
     assert "Support Portal" in answer.json()["message"]
     assert inventory.get_device("s-cfg").status is DeviceStatus.LOST
+
+
+def test_every_report_and_every_refusal_is_audited(world: World) -> None:
+    access = world.sources.access
+    router = world.routers["school-la1"]
+    serial = router.device.serial
+    la_user = world.caller(Role.LA_USER, "la-1")
+    contact = world.caller(Role.SCHOOL_TECHNICAL_CONTACT, "school-la1")
+    other_la = world.caller(Role.LA_USER, "la-2")
+
+    def report(caller: Caller, ref: str, status: str = "stolen") -> int:
+        path = f"/api/v1/routers/{ref}/report-lost"
+        answer = world.client.post(path, json={"status": status}, headers=caller.headers)
+        return answer.status_code
+
+    assert report(la_user, router.device.imei or "") == 202
+    assert report(la_user, router.id, "lost") == 202
+    assert report(contact, router.id) == 403
+    assert report(other_la, router.id) == 404
+    assert report(other_la, "r-nowhere") == 404
+    bad = world.client.post(
+        f"/api/v1/routers/{router.id}/report-lost",
+        json={"status": "mislaid"},
+        headers=la_user.headers,
+    )
+    assert bad.status_code == 422  # never reached the route: nobody's report, nothing audited
+
+    rows = [
+        (a.token_id, a.role, a.organisation_id, a.device_serial, a.outcome)
+        for a in access.audit_log()
+    ]
+    assert rows == [
+        (la_user.token_id, "la_user", "la-1", serial, "reported"),
+        (la_user.token_id, "la_user", "la-1", serial, "reported"),
+        (contact.token_id, "school_technical_contact", "school-la1", serial, "refused"),
+        (other_la.token_id, "la_user", "la-2", serial, "not_found"),
+        (other_la.token_id, "la_user", "la-2", "r-nowhere", "not_found"),
+    ]
+    stolen, lost, refused, elsewhere, nowhere = [a.reason for a in access.audit_log()]
+    assert stolen == (
+        f"report stolen: router {router.id}; a deactivate_sim request follows (was in_use)"
+    )
+    assert lost.startswith(f"report lost: router {router.id};")
+    assert lost.endswith("(was stolen)")
+    assert refused.startswith(f"report stolen: router {router.id}: schools and colleges ask")
+    assert elsewhere == f"report stolen: router {router.id} is school-la1's"
+    assert nowhere == "report stolen: no router 'r-nowhere'"
+    assert all(a.who and a.at == NOW for a in access.audit_log())
+    assert Inventory(world.engine).get_device(serial).status is DeviceStatus.LOST
+
+
+def test_a_report_whose_audit_cannot_be_written_marks_nothing(world: World) -> None:
+    access = world.sources.access
+    serial = world.routers["la-1"].device.serial
+    unwritable = AuditEntry(NOW, "t", "who", "la_user", "la-1", serial, "no-such-outcome", "x")
+    with pytest.raises(StoreError):
+        access.report_status(serial, DeviceStatus.STOLEN, unwritable)
+    assert Inventory(world.engine).get_device(serial).status is DeviceStatus.IN_USE
+    assert access.audit_log() == []

@@ -278,6 +278,7 @@ def test_alerts_and_support_requests_are_scoped(world: World) -> None:
 
 
 def test_report_lost_scoping_and_who_may(world: World) -> None:
+    expected_audit = []
     for caller in world.callers:
         for org_id, router in world.routers.items():
             answer = world.client.post(
@@ -288,12 +289,19 @@ def test_report_lost_scoping_and_who_may(world: World) -> None:
             if org_id not in VISIBLE[caller.organisation]:
                 assert answer.status_code == 404, (caller, org_id)
                 assert no_data_of(answer.json(), org_id)
+                outcome = "not_found"
             elif caller.organisation in MAY_REPORT:
                 assert answer.status_code == 202, (caller, org_id)
                 assert answer.json()["device_status"] == "lost"
+                outcome = "reported"
             else:
                 assert answer.status_code == 403, (caller, org_id)
                 assert "local authority or trust" in answer.json()["message"]
+                outcome = "refused"
+            expected_audit.append((caller.token_id, router.device.serial, outcome))
+    # Every report and every refusal, one row each, in order.
+    audit = world.sources.access.audit_log()
+    assert [(a.token_id, a.device_serial, a.outcome) for a in audit] == expected_audit
 
 
 def test_passwords_of_other_tenants_devices_answer_404(world: World) -> None:

@@ -7,6 +7,7 @@ Without sources (tests of the health endpoints) the /api/v1 routes are left out.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
@@ -35,9 +36,11 @@ def create_api(
     registry: CollectorRegistry,
     router_series: Callable[[], str] = str,
     sources: StatusSources | None = None,
+    metrics_token: str | None = None,
 ) -> FastAPI:
     """Build the HTTP application over a readiness check, the daemon's own metrics registry,
-    the per-router series' renderer and (for /api/v1) the status sources."""
+    the per-router series' renderer, (for /api/v1) the status sources and (if given) the bearer
+    token /metrics asks for."""
     api = FastAPI(
         title="router-monitor",
         version=__version__,
@@ -70,9 +73,16 @@ def create_api(
         body = {"status": "ready" if ready else "not ready", "checks": checks}
         return JSONResponse(body, status_code=200 if ready else 503)
 
+    expected = metrics_token.encode("utf-8") if metrics_token else None
+
     @api.get("/metrics", tags=["metrics"], include_in_schema=False)
-    async def metrics() -> Response:
-        """Prometheus text exposition."""
+    async def metrics(request: Request) -> Response:
+        """Prometheus text exposition; behind a bearer token if one is configured (the series
+        name every tenant's routers, with their IMEI and ICCID)."""
+        if expected is not None and not _bearer_matches(request, expected):
+            return errors.error_response(
+                401, "a bearer token is required for /metrics", errors.UNAUTHORIZED
+            )
         own = await run_in_threadpool(generate_latest, registry)
         return Response(own + router_series().encode(), media_type=CONTENT_TYPE_LATEST)
 
@@ -81,3 +91,11 @@ def create_api(
         api.include_router(read_routes(sources, authenticate))
         api.include_router(device_routes(sources, authenticate))
     return api
+
+
+def _bearer_matches(request: Request, expected: bytes) -> bool:
+    """Whether the request's `Authorization: Bearer <token>` is `expected` (in constant time)."""
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode("utf-8"), expected)

@@ -1,7 +1,9 @@
 """The routes that act or reveal: report a router lost or stolen; view a device's passwords.
 
 Every password request, shown or refused, is written to the audit before the answer goes out:
-if the audit cannot be written, nothing is shown.
+if the audit cannot be written, nothing is shown. Every report of a router lost or stolen, made
+or refused, is audited too; a report's audit row is written in the transaction that marks the
+device, so no SIM deactivation is set off unaudited.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations at runtime,
@@ -12,7 +14,7 @@ from fastapi import APIRouter, Body, Depends, Path
 
 from monitor.api.auth import Authenticate
 from monitor.api.errors import NOT_FOUND, STANDARD, ApiError, ErrorBody, Responses, known_query
-from monitor.api.routes import IDENTIFIER, RouterRef, not_found, scoped_router
+from monitor.api.routes import IDENTIFIER, RouterRef, not_found
 from monitor.api.schemas import PasswordsOut, ReportLost, ReportLostOut
 from monitor.api.sources import StatusSources, blocking
 from monitor.core.access import Principal, password_decision, report_lost_refusal
@@ -47,13 +49,41 @@ def device_routes(sources: StatusSources, authenticate: Authenticate) -> APIRout
     async def report_lost(
         principal: Caller, router: RouterRef, report: Annotated[ReportLost, Body()]
     ) -> ReportLostOut:
-        """Mark a router lost or stolen; the alert engine then raises a deactivate SIM request."""
-        found = await scoped_router(sources, principal, router)
+        """Mark a router lost or stolen; the alert engine then raises a deactivate SIM request.
+        Every report and every refusal is audited."""
+        status = DeviceStatus(report.status)
+        what = f"report {status.value}"
+
+        async def audit(serial: str, outcome: str, reason: str) -> None:
+            entry = audit_entry(sources, principal, serial, outcome, f"{what}: {reason}")
+            await blocking(sources.access.audit, entry)
+
+        try:
+            found = await blocking(sources.inventory.get_router, router)
+        except NotFound:
+            # No device is known: the row names what was asked for (a router id or IMEI).
+            await audit(router, "not_found", f"no router {router!r}")
+            raise not_found(f"router {router!r}") from None
+        serial, holder = found.device.serial, found.device.organisation_id
+        if not principal.sees(holder):
+            await audit(serial, "not_found", f"router {found.id} is {holder}'s")
+            raise not_found(f"router {router!r}")
         refusal = report_lost_refusal(principal)
         if refusal is not None:
+            await audit(serial, "refused", f"router {found.id}: {refusal}")
             raise ApiError(403, refusal)
-        status = DeviceStatus(report.status)
-        device = await blocking(sources.inventory.set_device_status, found.device.serial, status)
+        follows = (
+            "a deactivate_sim request follows"
+            if found.monitored
+            else "not monitored: no request follows, the SIM is deactivated by hand"
+        )
+        reason = f"{what}: router {found.id}; {follows}"
+        entry = audit_entry(sources, principal, serial, "reported", reason)
+        try:
+            device = await blocking(sources.access.report_status, serial, status, entry)
+        except NotFound:  # the device went between the two reads
+            await audit(serial, "not_found", f"router {found.id}: its device is gone")
+            raise not_found(f"router {router!r}") from None
         seconds = int(sources.follow_up.total_seconds())
         if found.monitored:
             kind: SupportRequestKind | None = SupportRequestKind.DEACTIVATE_SIM
@@ -89,11 +119,7 @@ def device_routes(sources: StatusSources, authenticate: Authenticate) -> APIRout
         """BIOS and local admin passwords, under the guidance's rules; every request audited."""
 
         async def audit(outcome: str, reason: str) -> None:
-            org = principal.organisation
-            entry = AuditEntry(
-                sources.clock(), principal.token_id, principal.name, principal.role.value,
-                org.id if org else None, serial, outcome, reason,
-            )  # fmt: skip
+            entry = audit_entry(sources, principal, serial, outcome, reason)
             await blocking(sources.access.audit, entry)
 
         try:
@@ -104,10 +130,19 @@ def device_routes(sources: StatusSources, authenticate: Authenticate) -> APIRout
         if not principal.sees(device.organisation_id):
             await audit("not_found", f"the device is {device.organisation_id}'s")
             raise not_found(f"device {serial!r}")
-        holder = await blocking(sources.inventory.get_organisation, device.organisation_id)
         parent: Organisation | None = None
-        if holder.parent_id is not None:
-            parent = await blocking(sources.inventory.get_organisation, holder.parent_id)
+        try:
+            holder = await blocking(sources.inventory.get_organisation, device.organisation_id)
+            if holder.parent_id is not None:
+                parent = await blocking(sources.inventory.get_organisation, holder.parent_id)
+        except NotFound as exc:
+            # The rules turn on the LA or trust above the device: without it nothing is decided.
+            await audit("unavailable", f"the device's organisations are incomplete: {exc}")
+            raise ApiError(
+                503,
+                "this device's passwords cannot be shown: its organisation's record is "
+                f"incomplete in the monitor's inventory. {CONTACT}",
+            ) from None
         decision = password_decision(principal, device, holder, parent)
         if not decision.allowed:
             await audit("refused", decision.reason)
@@ -118,7 +153,7 @@ def device_routes(sources: StatusSources, authenticate: Authenticate) -> APIRout
         try:
             found = await blocking(sources.access.passwords, serial, sources.cipher)
         except StoreError:
-            await audit("unavailable", "stored passwords do not decrypt with the key")
+            await audit("unavailable", "stored passwords do not decrypt with the key (damaged?)")
             raise ApiError(503, "this device's passwords cannot be read; contact us") from None
         if found is None:
             await audit("not_found", "no passwords stored for the device")
@@ -132,3 +167,14 @@ def device_routes(sources: StatusSources, authenticate: Authenticate) -> APIRout
         )
 
     return api
+
+
+def audit_entry(
+    sources: StatusSources, principal: Principal, serial: str, outcome: str, reason: str
+) -> AuditEntry:
+    """An audit row of the principal's request about device `serial`."""
+    org = principal.organisation
+    return AuditEntry(
+        sources.clock(), principal.token_id, principal.name, principal.role.value,
+        org.id if org else None, serial, outcome, reason,
+    )  # fmt: skip

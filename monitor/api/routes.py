@@ -32,6 +32,7 @@ from monitor.core.calendar import cap_reset, month_key
 from monitor.errors import NotFound
 from monitor.model import (
     OPEN_STATES,
+    Alert,
     AlertState,
     DeviceStatus,
     Health,
@@ -79,6 +80,11 @@ def scope(principal: Principal, organisation: str | None) -> frozenset[str] | No
     return frozenset({organisation})
 
 
+def in_scope(alert: Alert, organisations: frozenset[str] | None) -> bool:
+    """Whether an alert is within a scope: by the organisation it fired for (None: all)."""
+    return organisations is None or alert.organisation_id in organisations
+
+
 def read_routes(sources: StatusSources, authenticate: Authenticate) -> APIRouter:
     """The GET routes of /api/v1."""
     api = APIRouter(prefix="/api/v1", responses=STANDARD, dependencies=[Depends(known_query)])
@@ -113,10 +119,19 @@ def read_routes(sources: StatusSources, authenticate: Authenticate) -> APIRouter
         """One router in full: health, polls, signal, SIM, usage against the cap, alerts, open
         support requests, and the guidance's advice for its state."""
         found = await scoped_router(sources, principal, router)
+        # The same scope as the listings: a router reallocated between tenants keeps the
+        # requests and alerts raised at (or by) its former organisation, which are not the new
+        # one's to see (they quote its order number and IMEI).
+        visible = principal.visible
         requests = await blocking(
-            sources.support.find, router_id=found.id, states=OPEN_STATES, limit=100
+            sources.support.find,
+            organisations=visible,
+            router_id=found.id,
+            states=OPEN_STATES,
+            limit=100,
         )
-        return detail(sources, found, [SupportRequestOut.of(r) for r in requests])
+        shown = [SupportRequestOut.of(r, sources.response_due) for r in requests]
+        return detail(sources, found, shown, visible)
 
     @api.get(
         "/organisations/{organisation}/summary",
@@ -176,7 +191,7 @@ def read_routes(sources: StatusSources, authenticate: Authenticate) -> APIRouter
         found = [
             alert
             for alert in list(sources.alerts())
-            if (organisations is None or alert.organisation_id in organisations)
+            if in_scope(alert, organisations)
             and (not state or alert.state in state)
             and (rule is None or alert.rule is rule)
             and (router is None or alert.router_id == router)
@@ -216,16 +231,20 @@ def read_routes(sources: StatusSources, authenticate: Authenticate) -> APIRouter
             limit=limit,
             offset=offset,
         )
-        items = [SupportRequestOut.of(r) for r in found]
+        items = [SupportRequestOut.of(r, sources.response_due) for r in found]
         return SupportRequestPage(total=total, limit=limit, offset=offset, items=items)
 
     return api
 
 
 def detail(
-    sources: StatusSources, router: Router, requests: list[SupportRequestOut]
+    sources: StatusSources,
+    router: Router,
+    requests: list[SupportRequestOut],
+    visible: frozenset[str] | None,
 ) -> RouterDetail:
-    """A router's full view from the tracked state (read on the event loop: it is in memory)."""
+    """A router's full view from the tracked state (read on the event loop: it is in memory);
+    its alerts only those `visible` may see (None: all)."""
     now = sources.clock()
     facts = sources.live.facts(router, now)
     health = facts.health
@@ -260,7 +279,9 @@ def detail(
     firing = [
         AlertOut.of(alert)
         for alert in list(sources.alerts())
-        if alert.router_id == router.id and alert.state is AlertState.FIRING
+        if alert.router_id == router.id
+        and alert.state is AlertState.FIRING
+        and in_scope(alert, visible)
     ]
     return RouterDetail(
         **RouterDetail.item_fields(router, state, health.since if health else None),

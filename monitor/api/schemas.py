@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from monitor.core.sla import due_at
 from monitor.model import (
     Alert,
     AlertState,
@@ -168,15 +168,18 @@ class SupportRequestOut(BaseModel):
     responded_at: datetime | None
     resolved_at: datetime | None
     response_due_at: datetime | None = Field(
-        description="when the portal's response is due: 3 working days after it was opened"
+        description="when the portal's response is due: the configured working days (3 by "
+        "default) after it was opened"
     )
     last_error: str | None = Field(
         description="why the last send failed (for a failed request: why it was refused)"
     )
 
     @classmethod
-    def of(cls, request: SupportRequest) -> SupportRequestOut:
-        """The API's view of a support request."""
+    def of(
+        cls, request: SupportRequest, response_due: Callable[[datetime], datetime]
+    ) -> SupportRequestOut:
+        """The API's view of a support request; `response_due` maps opened to due instants."""
         return cls(
             correlation_id=request.correlation_id,
             kind=request.kind,
@@ -195,7 +198,7 @@ class SupportRequestOut(BaseModel):
             opened_at=request.opened_at,
             responded_at=request.responded_at,
             resolved_at=request.resolved_at,
-            response_due_at=due_at(request.opened_at) if request.opened_at else None,
+            response_due_at=response_due(request.opened_at) if request.opened_at else None,
             last_error=request.last_error,
         )
 

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine
 
 from monitor.core.rules import RouterFacts
+from monitor.core.sla import RESPONSE_WORKING_DAYS, due_at
 from monitor.core.status import StatusBoard
 from monitor.model import Alert, Router
 from monitor.store import Inventory, SupportRequests
@@ -60,6 +61,13 @@ class StatusSources:
     # How soon a lost router's deactivate_sim request follows: an inventory refresh (one poll
     # interval) and an alert evaluation.
     follow_up: timedelta = timedelta(seconds=90)
+    # The support portal's response clock, as the daemon's overdue rule counts it (`alerts:`).
+    response_working_days: int = RESPONSE_WORKING_DAYS
+    holiday_region: str = "ENG"
+
+    def response_due(self, opened_at: datetime) -> datetime:
+        """When the portal's response to a request opened at `opened_at` is due."""
+        return due_at(opened_at, self.response_working_days, self.zone, self.holiday_region)
 
     @classmethod
     def build(
@@ -71,8 +79,11 @@ class StatusSources:
         zone: ZoneInfo,
         environ: Mapping[str, str],
         follow_up: timedelta = timedelta(seconds=90),
+        response_working_days: int | None = None,
+        holiday_region: str | None = None,
     ) -> StatusSources:
-        """Sources over one database; the password key from `environ` (see docs/api.md)."""
+        """Sources over one database; the password key from `environ` (see docs/api.md); the
+        response clock as configured (`alerts:`; None keeps the default, as the rules do)."""
         return cls(
             Inventory(engine),
             AccessStore(engine),
@@ -83,6 +94,10 @@ class StatusSources:
             zone,
             PasswordCipher.from_environment(environ),
             follow_up=follow_up,
+            response_working_days=(
+                RESPONSE_WORKING_DAYS if response_working_days is None else response_working_days
+            ),
+            holiday_region="ENG" if holiday_region is None else holiday_region,
         )
 
 

@@ -5,7 +5,8 @@
 - Passwords are AES-256-GCM encrypted with a key that never enters the database (the CLI and
   `monitor.app` read it from the environment); each ciphertext is bound to its device serial and
   field, so ciphertexts cannot be swapped between devices.
-- Every request for a device's passwords, shown or refused, is one `access_audit` row.
+- Every request for a device's passwords, shown or refused, is one `access_audit` row; so is
+  every report of a router lost or stolen (written in the transaction that marks the device).
 - The API's listings are read here page by page, filtered by the organisations a caller sees.
 """
 
@@ -16,7 +17,7 @@ import binascii
 import hashlib
 import secrets
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,18 @@ from sqlalchemy import Engine, Select, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.errors import ConfigError, NotFound, Problem, StoreError
-from monitor.model import OPEN_STATES, DeviceKind, Organisation, OrganisationKind, Router
+from monitor.model import (
+    OPEN_STATES,
+    Device,
+    DeviceKind,
+    DeviceStatus,
+    Organisation,
+    OrganisationKind,
+    Router,
+)
 from monitor.store.bulk import CHUNK, UpsertResult, batched
 from monitor.store.db import as_utc, reading, upsert, writing
-from monitor.store.inventory import _router, _routers
+from monitor.store.inventory import _device, _router, _routers
 from monitor.store.tables import (
     AccessAuditRow,
     ApiTokenRow,
@@ -46,6 +55,7 @@ KEY_ENV = "MONITOR_PASSWORD_KEY"  # the key itself: 32 bytes, URL-safe base64
 KEY_FILE_ENV = "MONITOR_PASSWORD_KEY_FILE"  # or a file holding it
 WINDOWS = frozenset({DeviceKind.WINDOWS_LAPTOP.value, DeviceKind.WINDOWS_TABLET.value})
 Clock = Callable[[], datetime]
+NONCE_BYTES, TAG_BYTES = 12, 16  # AES-GCM's
 
 
 def _utcnow() -> datetime:
@@ -75,7 +85,8 @@ class Caller:
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
-    """One password request and what came of it."""
+    """One audited request (a device's passwords, or a report of a router lost or stolen) and
+    what came of it."""
 
     at: datetime
     token_id: str
@@ -83,7 +94,7 @@ class AuditEntry:
     role: str
     organisation_id: str | None
     device_serial: str
-    outcome: str  # shown, refused, not_found, unavailable
+    outcome: str  # shown, reported, refused, not_found, unavailable
     reason: str
 
 
@@ -146,18 +157,23 @@ class PasswordCipher:
 
     def encrypt(self, serial: str, what: str, plain: str) -> str:
         """`plain` encrypted for device `serial`'s field `what`, as base64 text."""
-        nonce = secrets.token_bytes(12)
+        nonce = secrets.token_bytes(NONCE_BYTES)
         sealed = self._aead.encrypt(nonce, plain.encode("utf-8"), f"{serial}/{what}".encode())
         return base64.b64encode(nonce + sealed).decode("ascii")
 
     def decrypt(self, serial: str, what: str, stored: str) -> str:
-        """The clear text of `stored`; StoreError if this key did not encrypt it for this field."""
-        raw = base64.b64decode(stored)
+        """The clear text of `stored`; StoreError if this key did not encrypt it for this field,
+        or the stored text is damaged (not base64, too short, not UTF-8)."""
         try:
-            plain = self._aead.decrypt(raw[:12], raw[12:], f"{serial}/{what}".encode())
-        except InvalidTag:
+            raw = base64.b64decode(stored.encode("ascii"), validate=True)
+            if len(raw) < NONCE_BYTES + TAG_BYTES:
+                raise ValueError("too short")
+            sealed = self._aead.decrypt(
+                raw[:NONCE_BYTES], raw[NONCE_BYTES:], f"{serial}/{what}".encode()
+            )
+            return sealed.decode("utf-8")
+        except (InvalidTag, ValueError):  # binascii.Error and UnicodeError are ValueErrors
             raise StoreError(f"device {serial}: stored {what} password does not decrypt") from None
-        return plain.decode("utf-8")
 
 
 def hash_secret(secret: str) -> str:
@@ -292,20 +308,24 @@ class AccessStore:
             )
 
     def audit(self, entry: AuditEntry) -> None:
-        """Record one password request's outcome."""
-        with writing(self._sessions, "auditing a password request") as session:
-            session.add(
-                AccessAuditRow(
-                    at=entry.at,
-                    token_id=entry.token_id,
-                    who=entry.who[:200],
-                    role=entry.role,
-                    organisation_id=entry.organisation_id,
-                    device_serial=entry.device_serial[:64],
-                    outcome=entry.outcome,
-                    reason=entry.reason[:300],
-                )
-            )
+        """Record one audited request's outcome."""
+        with writing(self._sessions, "auditing a request") as session:
+            session.add(_audit_row(entry))
+
+    def report_status(self, serial: str, status: DeviceStatus, entry: AuditEntry) -> Device:
+        """Set a device's status (reported lost or stolen) and write `entry` (its reason
+        completed with the status before) in one transaction: no change goes unaudited.
+        NotFound, with nothing written, if there is no such device."""
+        with writing(self._sessions, "reporting a device lost or stolen") as session:
+            row = session.scalars(select(DeviceRow).where(DeviceRow.serial == serial)).first()
+            if row is None:
+                raise NotFound(f"no device with serial {serial!r}")
+            before = row.status
+            if before != status.value:
+                row.status = status.value
+                row.updated_at = self._clock()
+            session.add(_audit_row(replace(entry, reason=f"{entry.reason} (was {before})")))
+            return _device(row)
 
     def audit_log(self, serial: str | None = None) -> list[AuditEntry]:
         """Audit entries, oldest first (of one device, if given)."""
@@ -397,6 +417,19 @@ def _token(row: ApiTokenRow) -> TokenRecord:
     revoked = as_utc(row.revoked_at) if row.revoked_at is not None else None
     return TokenRecord(
         row.id, row.name, row.role, row.organisation_id, as_utc(row.created_at), revoked
+    )
+
+
+def _audit_row(entry: AuditEntry) -> AccessAuditRow:
+    return AccessAuditRow(
+        at=entry.at,
+        token_id=entry.token_id,
+        who=entry.who[:200],
+        role=entry.role,
+        organisation_id=entry.organisation_id,
+        device_serial=entry.device_serial[:64],
+        outcome=entry.outcome,
+        reason=entry.reason[:300],
     )
 
 

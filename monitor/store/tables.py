@@ -329,11 +329,11 @@ class SupportRequestRow(Base):
 
 
 # The API's roles (monitor.core.access.Role; the store may not import the core, a test keeps
-# the two in step) and what a password request came to.
+# the two in step) and what an audited request (passwords, report-lost) came to.
 TOKEN_ROLES = (
     "la_user", "trust_user", "school_technical_contact", "nominated_orderer", "programme",
 )  # fmt: skip
-AUDIT_OUTCOMES = ("shown", "refused", "not_found", "unavailable")
+AUDIT_OUTCOMES = ("shown", "reported", "refused", "not_found", "unavailable")
 
 
 class ApiTokenRow(Base):
@@ -354,7 +354,8 @@ class ApiTokenRow(Base):
 
 
 class AccessAuditRow(Base):
-    """One request for a device's passwords, shown or refused (history is kept)."""
+    """One request for a device's passwords or to report a router lost or stolen, granted or
+    refused (history is kept)."""
 
     __tablename__ = "access_audit"
     __table_args__ = (

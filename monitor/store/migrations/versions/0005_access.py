@@ -1,4 +1,4 @@
-"""Access: status API tokens (hashed), the password audit, encrypted device passwords.
+"""Access: status API tokens (hashed), the audit (passwords, report-lost), encrypted passwords.
 
 Revision ID: 0005_access
 Revises: 0004_support_requests
@@ -18,7 +18,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 ROLES = "'la_user', 'trust_user', 'school_technical_contact', 'nominated_orderer', 'programme'"
-OUTCOMES = "'shown', 'refused', 'not_found', 'unavailable'"
+OUTCOMES = "'shown', 'reported', 'refused', 'not_found', 'unavailable'"
 
 
 def upgrade() -> None:

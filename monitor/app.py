@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,9 @@ from monitor import __version__, store
 from monitor.alerts.dispatch import NotificationDispatcher
 from monitor.alerts.engine import AlertEngine
 from monitor.alerts.notify import AlertmanagerNotifier, EmailNotifier, Notifier, WebhookNotifier
-from monitor.api import create_api
+from monitor.alerts.servicenow import ServiceNowPortal
+from monitor.alerts.support import SupportDispatcher
+from monitor.api import StatusSources, create_api
 from monitor.collectors.base import Collector
 from monitor.collectors.hilink import HilinkCollector
 from monitor.collectors.snmp import SnmpCollector
@@ -46,6 +50,8 @@ log = logging.getLogger(__name__)
 # Rules have for-durations of minutes: a fresh look every 30 s is ample and cheap.
 ALERT_EVALUATION = timedelta(seconds=30)
 DISPATCH_EVERY = timedelta(seconds=5)
+# /readyz probes share one database schema check for this long.
+READINESS_CACHE_SECONDS = 5.0
 
 
 class _Server(uvicorn.Server):
@@ -128,6 +134,54 @@ def build_notifiers(settings: Settings) -> list[Notifier]:
     return notifiers
 
 
+def alert_rules(settings: Settings) -> tuple[AlertRules, OutageRules]:
+    """The rule thresholds: the config's `alerts:` where set, the core's defaults elsewhere."""
+    config = settings.alerts
+    own = {"outage", "evaluation_interval"}  # not rule thresholds
+    given = {key: value for key, value in config if value is not None and key not in own}
+    rules = AlertRules(
+        cap_bytes=settings.data_cap.bytes,
+        zone=settings.zone,
+        health=health_rules(settings),
+        **given,
+    )
+    outage = {key: value for key, value in config.outage if value is not None}
+    return rules, OutageRules(**outage)
+
+
+def build_support(settings: Settings, engine: Engine, metrics: DaemonMetrics) -> SupportDispatcher:
+    """The support-request dispatcher, sending to the configured portal (none: recorded only)."""
+    config = settings.support_portal
+    portal = None
+    sent: tuple[str, ...] = ()
+    lease = timedelta(minutes=2)
+    resolve, close_code = True, "Resolved by caller"
+    if config is not None:
+        portal = ServiceNowPortal(
+            config.url,
+            username=config.username,
+            password=config.password.get_secret_value() if config.password else None,
+            token=config.token.get_secret_value() if config.token else None,
+            timeout=config.timeout.total_seconds(),
+            caller_id=config.caller_id,
+            assignment_groups={
+                kind.value: group for kind, group in config.assignment_groups.items()
+            },
+        )
+        sent = tuple(kind.value for kind in config.send)
+        lease, resolve, close_code = config.lease, config.resolve, config.close_code
+    return SupportDispatcher(
+        store.AlertStore(engine),
+        store.SupportRequests(engine),
+        portal,
+        send_kinds=sent,
+        resolve=resolve,
+        close_code=close_code,
+        lease=lease,
+        metrics=metrics,
+    )
+
+
 def build_collectors(profiles: Mapping[str, Profile]) -> dict[Protocol, Collector]:
     """One collector per management protocol, sharing its sockets across routers."""
     hilink = {name: p for name, p in profiles.items() if isinstance(p, HilinkProfile)}
@@ -189,16 +243,20 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
         )
         await asyncio.to_thread(tracker.load)
         known_routers: list[Router] = []
+        # Until the inventory is first read, the engine must not evaluate: an empty fleet would
+        # resolve every alert carried over from before a restart (and raise them again later).
+        routers_read = asyncio.Event()
         alert_engine = AlertEngine(
             store.AlertStore(engine),
             tracker,
-            lambda: known_routers,
-            AlertRules(settings.data_cap.bytes, settings.zone, health_rules(settings)),
-            OutageRules(),
+            lambda: known_routers if routers_read.is_set() else None,
+            *alert_rules(settings),
             metrics,
+            store.SupportRequests(engine),
         )
         await asyncio.to_thread(alert_engine.load)
         dispatcher = NotificationDispatcher(store.AlertStore(engine), build_notifiers(settings))
+        support = build_support(settings, engine, metrics)
         sock = listen_socket(settings.http.listen)
     except BaseException:
         engine.dispose()
@@ -206,15 +264,29 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
     collectors = build_collectors(profiles)
     reported_skips: set[str] = set()
 
+    # The inventory is read on a thread of its own: the default pool serves the API's database
+    # calls, and a slow API request must not make the scheduler's refresh time out.
+    inventory_reads = ThreadPoolExecutor(1, thread_name_prefix="inventory")
+
     async def targets() -> Sequence[PollTarget]:
-        routers = await asyncio.to_thread(inventory.list_routers, True)
+        routers, organisations = await loop.run_in_executor(
+            inventory_reads,
+            lambda: (inventory.list_routers(True), inventory.list_organisations()),
+        )
         known_routers[:] = routers
+        routers_read.set()
+        tracker.follow_inventory(routers, organisations)
         found, skipped = poll_targets(routers, settings, profiles)
         for reason in sorted(set(skipped) - reported_skips):
             log.warning("not polling router %s", reason)
         reported_skips.clear()
         reported_skips.update(skipped)
         return found
+
+    async def drain() -> None:
+        """Polling stopped: store every queued result, then let the threads go."""
+        await tracker.close()
+        inventory_reads.shutdown(wait=False)
 
     scheduler = Scheduler(
         targets,
@@ -224,19 +296,50 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
         interval=settings.poll.interval,
         timeout=settings.poll.timeout,
         concurrency=settings.poll.concurrency,
+        drain=drain,
     )
 
+    # The schema check costs a connection and a query: probes at any rate share one result
+    # for a few seconds (one check at a time).
+    schema_checked: dict[str, Any] = {"until": 0.0, "result": ""}
+    schema_checking = asyncio.Lock()
+
+    async def database_check() -> str:
+        async with schema_checking:
+            if loop.time() < schema_checked["until"]:
+                return str(schema_checked["result"])
+            try:
+                current, head = await asyncio.to_thread(store.schema_status, engine)
+                result = "ok" if current == head else f"schema {current}, want {head}"
+            except Exception as exc:  # noqa: BLE001 - any failure means "not ready", with why
+                result = f"unreachable: {type(exc).__name__}"
+            schema_checked.update(until=loop.time() + READINESS_CACHE_SECONDS, result=result)
+            return result
+
     async def readiness() -> tuple[bool, dict[str, str]]:
-        checks: dict[str, str] = {}
-        try:
-            current, head = await asyncio.to_thread(store.schema_status, engine)
-            checks["database"] = "ok" if current == head else f"schema {current}, want {head}"
-        except Exception as exc:  # noqa: BLE001 - any failure means "not ready", with its reason
-            checks["database"] = f"unreachable: {type(exc).__name__}"
+        checks: dict[str, str] = {"database": await database_check()}
         checks["scheduler"] = "ok" if scheduler.cycles else "starting"
         return all(value == "ok" for value in checks.values()), checks
 
-    api = create_api(readiness, registry, tracker.series.render)
+    api = create_api(
+        readiness,
+        registry,
+        tracker.series.render,
+        StatusSources.build(
+            engine,
+            tracker,
+            lambda: alert_engine.alerts.values(),
+            settings.data_cap.bytes,
+            settings.zone,
+            os.environ,  # the device password key (docs/api.md), never in the config file
+            follow_up=settings.poll.interval + ALERT_EVALUATION,
+            response_working_days=settings.alerts.response_working_days,
+            holiday_region=settings.alerts.holiday_region,
+        ),
+        metrics_token=(
+            settings.http.metrics_token.get_secret_value() if settings.http.metrics_token else None
+        ),
+    )
     config = uvicorn.Config(api, log_config=None, access_log=False, lifespan="off")
     server = _Server(config)
 
@@ -254,11 +357,14 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
     tasks = [
         asyncio.create_task(server.serve(sockets=[sock]), name="http"),
         asyncio.create_task(scheduler.run(stop), name="scheduler"),
-        asyncio.create_task(alert_engine.run(stop, ALERT_EVALUATION), name="alerts"),
+        asyncio.create_task(
+            alert_engine.run(stop, settings.alerts.evaluation_interval), name="alerts"
+        ),
         asyncio.create_task(
             dispatcher.run(stop, lambda: list(alert_engine.alerts.values()), DISPATCH_EVERY),
             name="notifications",
         ),
+        asyncio.create_task(support.run(stop, DISPATCH_EVERY), name="support requests"),
     ]
     stopper = asyncio.create_task(stop.wait(), name="stop")
     listen = settings.http.listen

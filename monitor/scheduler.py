@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 TargetSource = Callable[[], Awaitable[Sequence[PollTarget]]]
 ResultSink = Callable[[PollTarget, PollResult], Awaitable[None]]
+Drain = Callable[[], Awaitable[None]]
 MonotonicClock = Callable[[], float]
 WallClock = Callable[[], datetime]
 
@@ -55,7 +56,10 @@ class Scheduler:
         concurrency: int,
         clock: MonotonicClock = time.monotonic,
         wall_clock: WallClock = lambda: datetime.now(UTC),
+        drain: Drain | None = None,
     ) -> None:
+        """`drain`, if given, is awaited once polling has stopped (no result can arrive after
+        it): the sink stores what it queued."""
         self._targets_source = targets
         self._collectors = collectors
         self._sink = sink
@@ -65,6 +69,7 @@ class Scheduler:
         self._slots = asyncio.Semaphore(concurrency)
         self._clock = clock
         self._wall_clock = wall_clock
+        self._drain = drain
         self._targets: dict[str, PollTarget] = {}
         self._due: list[tuple[float, str]] = []
         self._scheduled: set[str] = set()  # router ids with an entry in _due
@@ -93,6 +98,8 @@ class Scheduler:
                 task.cancel()
             if self._running:
                 await asyncio.wait(list(self._running.values()))
+            if self._drain is not None:
+                await self._drain()
 
     async def refresh(self, now: float) -> None:
         """Re-read the targets: new routers join on their offset, removed ones leave."""

@@ -1,9 +1,10 @@
 """Folding poll results into usage and health, and persisting both.
 
 The scheduler hands every result here. A `Sample` goes through the usage core (deltas per month
-and SIM, written with the new readings in one transaction) and every result through the health
-state machine (state and transition written together). The latest values stay in memory for the
-API and metrics; the database is the truth a restart resumes from.
+and SIM) and every result through the health state machine. The in-memory state is what the
+live process reads (API, metrics, alerts); what the database needs is queued and written behind
+the poll path in batches (`monitor.writeback`), each router's new readings with the bytes they
+counted in one transaction, so the database stays the truth a restart resumes from.
 
 The inventory's facts about each router (IMEI, ICCID, model, organisation and its local
 authority) plus the firmware it reports make up its `router_info` series, re-rendered only when
@@ -12,7 +13,6 @@ one of them changes; routers that leave the inventory leave the exposition.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,7 +25,6 @@ from monitor.core.health import HealthRules, observe
 from monitor.core.rules import RouterFacts
 from monitor.core.status import StatusBoard
 from monitor.core.usage import account
-from monitor.errors import StoreError
 from monitor.metrics import RouterSample, RouterSeries
 from monitor.model import (
     Health,
@@ -43,6 +42,9 @@ from monitor.model import (
     UsageState,
 )
 from monitor.store import HealthStore, UsageStore
+from monitor.store.batch import BatchWriter, RouterWrites
+from monitor.store.usage import cap_key
+from monitor.writeback import WriteBehind
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +74,13 @@ class Tracker:
         health: HealthStore,
         rules: TrackingRules,
         series: RouterSeries | None = None,
+        writes: WriteBehind | None = None,
     ) -> None:
         self._usage = usage
         self._health = health
         self._rules = rules
+        self.writes = writes or WriteBehind(BatchWriter(usage.engine))
+        self.writes.on_stored = self._stored
         self.series = series or RouterSeries()
         self.board = StatusBoard()
         self.usage_states: dict[str, UsageState] = {}
@@ -83,13 +88,30 @@ class Tracker:
         self._month_of: dict[str, MonthUsage] = {}  # router id -> its SIM's month
         self._listed: dict[str, Listed] | None = None  # None until the inventory is first read
         self._reported: dict[str, Reported] = {}
-        self._store_failing = False
-        self.store_errors = 0
+
+    @property
+    def store_errors(self) -> int:
+        """Batch writes the database failed (their results stay queued and are retried)."""
+        return self.writes.errors
 
     def load(self) -> None:
         """Resume from the database (blocking: call before polling starts)."""
         self.usage_states = self._usage.load_states()
         self.health_states = self._health.load_states()
+        zone = self._rules.zone
+        keys = [
+            cap_key(state.router_id, state.iccid, month_key(state.at, zone))
+            for state in self.usage_states.values()
+        ]
+        self.writes.know(self._usage.cap_totals(keys))
+
+    async def flush(self) -> bool:
+        """Store every queued result now; False if the database failed (kept for a retry)."""
+        return await self.writes.flush()
+
+    async def close(self) -> None:
+        """Store what is queued and stop writing: call once polling has stopped."""
+        await self.writes.close()
 
     async def handle(self, target: PollTarget, result: PollResult) -> None:
         """Fold one poll result in; the scheduler's result sink."""
@@ -98,24 +120,13 @@ class Tracker:
             log.info("%s", message)
         router_id = result.router_id
         if isinstance(result, Sample):
-            try:
-                self._month_of[router_id] = await self._account(result)
-            except StoreError as exc:
-                # The readings were not stored, so the next poll counts this interval again:
-                # nothing is lost. Say so once, not for every router on every poll.
-                self._store_failed(exc)
-            else:
-                self._store_recovered()
+            self._month_of[router_id] = self._account(result)
         month = self._month_of.get(router_id)
         capped = month is not None and month.total >= self._rules.cap_bytes
         previous = self.health_states.get(router_id)
         state, transition = observe(previous, result, capped, self._rules.health)
         if transition is not None or _damping_changed(previous, state):
-            try:
-                await asyncio.to_thread(self._health.record, state, transition)
-            except StoreError as exc:
-                self._store_failed(exc)
-                return  # keep the last stored state: the transition is raised again next poll
+            self.writes.add_health(state, transition)
         self.health_states[router_id] = state
         if transition is not None:
             log.info(
@@ -190,16 +201,22 @@ class Tracker:
         }
         self.series.set_info(router_id, info)
 
-    def _store_failed(self, exc: StoreError) -> None:
-        self.store_errors += 1
-        if not self._store_failing:
-            log.error("cannot store poll results (retried every poll): %s", exc)
-        self._store_failing = True
-
-    def _store_recovered(self) -> None:
-        if self._store_failing:
-            log.info("storing poll results again")
-        self._store_failing = False
+    def _stored(self, entries: list[RouterWrites]) -> None:
+        """A batch was stored: take the re-read cap totals (other routers of a SIM, other
+        pollers), and re-render a router only if its total changed."""
+        for entry in entries:
+            router_id = entry.router_id
+            month = self._month_of.get(router_id)
+            if month is None:
+                continue
+            key = cap_key(router_id, month.iccid, month.month)
+            total = self.writes.cap_total(key, router_id)
+            if total is None or total == month:
+                continue
+            self._month_of[router_id] = total
+            usage = self.usage_states.get(router_id)
+            if usage is not None and (self._listed is None or router_id in self._listed):
+                self.series.update(router_id, self._samples(router_id, usage.at))
 
     def facts(self, router: Router, now: datetime) -> RouterFacts:
         """What is known of `router` for the alert rules."""
@@ -248,16 +265,14 @@ class Tracker:
             ]
         return samples
 
-    async def _account(self, sample: Sample) -> MonthUsage:
+    def _account(self, sample: Sample) -> MonthUsage:
         """Count the sample's usage; return its SIM's month so far (what the cap counts)."""
         previous = self.usage_states.get(sample.router_id)
         result = account(previous, sample, self._rules.zone)
         month = month_key(sample.at, self._rules.zone)
-        # The store reads the SIM's total inside the same transaction as the write, so routers
-        # sharing a SIM can never be counted twice by a cache here.
-        total = await asyncio.to_thread(
-            self._usage.record, result.state, result.deltas, sample.at, month
-        )
+        # The total is the stored one (re-read with every batch, so other routers of the SIM
+        # count) plus the bytes queued here: no byte counted twice, none this process saw missed.
+        total = self.writes.add_usage(result.state, result.deltas, sample.at, month)
         self.usage_states[sample.router_id] = result.state
         for note in result.notes:
             # Per-poll detail (wraps, recoveries, seeds): health transitions carry the news.

@@ -202,6 +202,28 @@ async def test_stop_cancels_polls_in_flight_promptly() -> None:
     assert sum(collector.active.values()) == 0
 
 
+async def test_the_sink_is_drained_after_the_last_poll_stopped() -> None:
+    collector = RecordingCollector(delay=30)  # polls in flight when the stop comes
+    events: list[str] = []
+
+    async def source() -> list[PollTarget]:
+        return [target(f"r-{i}") for i in range(5)]
+
+    async def sink(_: PollTarget, __: PollResult) -> None:
+        events.append("result")
+
+    async def drain() -> None:
+        events.append(f"drain with {sum(collector.active.values())} polls running")
+
+    s = Scheduler(
+        source, {Protocol.SNMP: collector}, sink, DaemonMetrics(CollectorRegistry()),
+        interval=timedelta(seconds=0.2), timeout=timedelta(seconds=20), concurrency=5,
+        clock=asyncio.get_running_loop().time, drain=drain,
+    )  # fmt: skip
+    await run_for(s, 0.4)
+    assert events == ["drain with 0 polls running"]
+
+
 async def test_a_router_removed_and_added_back_keeps_one_turn_per_interval() -> None:
     collector = RecordingCollector()
     results: list[PollResult] = []

@@ -6,14 +6,14 @@ the daemon resumes each router's damping where it stopped and never announces a 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.model import Health, HealthState, Transition
-from monitor.store.db import as_utc, reading, upsert, writing
+from monitor.store.db import as_utc, insert_for, reading, upsert, writing
 from monitor.store.tables import HealthStateRow, HealthTransitionRow
 
 
@@ -34,17 +34,7 @@ class HealthStore:
     def record(self, state: HealthState, transition: Transition | None) -> None:
         """Store the router's health and, if it changed, the transition, atomically."""
         with writing(self._sessions, f"recording health of {state.router_id}") as session:
-            _upsert(session, state)
-            if transition is not None:
-                session.add(
-                    HealthTransitionRow(
-                        router_id=transition.router_id,
-                        at=transition.at,
-                        from_state=transition.from_state.value,
-                        to_state=transition.to_state.value,
-                        reason=transition.reason[:500],
-                    )
-                )
+            write_health(session, state, [transition] if transition is not None else [])
 
     def transitions(self, router_id: str, limit: int = 100) -> list[Transition]:
         """The router's latest transitions, newest first."""
@@ -58,8 +48,55 @@ class HealthStore:
             return [_transition(row) for row in session.scalars(query)]
 
 
-def _upsert(session: Session, state: HealthState) -> None:
-    values: dict[str, Any] = {
+def write_health(
+    session: Session, state: HealthState | None, transitions: Sequence[Transition]
+) -> None:
+    """Store a health state and append transitions (within the caller's transaction)."""
+    if state is not None:
+        _upsert(session, state)
+    session.add_all(
+        HealthTransitionRow(
+            router_id=transition.router_id,
+            at=transition.at,
+            from_state=transition.from_state.value,
+            to_state=transition.to_state.value,
+            reason=transition.reason[:500],
+        )
+        for transition in transitions
+    )
+
+
+def write_healths(
+    session: Session, states: Sequence[HealthState], transitions: Sequence[Transition]
+) -> None:
+    """Store many health states and append transitions: one statement each, executed for each."""
+    if states:
+        rows = [_values(state) for state in states]
+        statement = insert_for(session, HealthStateRow)
+        changes = {
+            column: statement.excluded[column] for column in rows[0] if column != "router_id"
+        }
+        session.execute(
+            statement.on_conflict_do_update(index_elements=["router_id"], set_=changes), rows
+        )
+    if transitions:
+        session.execute(
+            insert(HealthTransitionRow),
+            [
+                {
+                    "router_id": transition.router_id,
+                    "at": transition.at,
+                    "from_state": transition.from_state.value,
+                    "to_state": transition.to_state.value,
+                    "reason": transition.reason[:500],
+                }
+                for transition in transitions
+            ],
+        )
+
+
+def _values(state: HealthState) -> dict[str, Any]:
+    return {
         "router_id": state.router_id,
         "state": state.state.value,
         "since": state.since,
@@ -67,7 +104,10 @@ def _upsert(session: Session, state: HealthState) -> None:
         "pending_since": state.pending_since,
         "last_at": state.last_at,
     }
-    upsert(session, HealthStateRow, values, "router_id")
+
+
+def _upsert(session: Session, state: HealthState) -> None:
+    upsert(session, HealthStateRow, _values(state), "router_id")
 
 
 def _state(row: HealthStateRow) -> HealthState:

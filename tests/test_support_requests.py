@@ -549,3 +549,44 @@ async def test_two_dispatchers_share_the_outbox_without_a_second_incident(
     for alert in fired:
         assert portal.count(alert.episode_id or "") == 1
     assert {r.state for r in requests.find()} == {SupportRequestState.OPEN}
+
+
+async def test_an_incident_deleted_in_the_portal_is_not_waited_on_for_ever(
+    stores: tuple[AlertStore, SupportRequests], portal: PortalServer
+) -> None:
+    alerts, requests = stores
+    clock = Clock()
+    first = fire(alerts, problem(router(1, "school-la")), clock.now)
+    fire(alerts, problem(router(2, "school-trust")), clock.now)
+    sender = dispatcher(stores, portal, clock)
+    await sender.dispatch_once()
+    gone = next(r for r in requests.find() if r.correlation_id == first.episode_id)
+    portal.delete(gone.portal_sys_id or "")
+    portal.pick_up(next(i.sys_id for i in portal.incidents()))
+    assert await sender.check_responses() == 1  # the other one is still checked
+    request = requests.get(first.episode_id or "")
+    assert request is not None
+    assert request.state is SupportRequestState.RESOLVED
+    assert request.last_error is not None
+    assert request.last_error.startswith("incident gone: ")
+    clock.tick(timedelta(minutes=30))
+    clear(alerts, first, clock.now)
+    assert await sender.dispatch_once() == 1  # nothing to resolve: settled, not failed
+    assert sender.failed == 0
+
+
+async def test_resolving_an_incident_deleted_in_the_portal_closes_the_request(
+    stores: tuple[AlertStore, SupportRequests], portal: PortalServer
+) -> None:
+    alerts, requests = stores
+    clock = Clock()
+    alert = fire(alerts, problem(router(1, "school-la")), clock.now)
+    sender = dispatcher(stores, portal, clock)
+    await sender.dispatch_once()
+    portal.delete(only(requests).portal_sys_id or "")
+    clock.tick(timedelta(minutes=30))
+    clear(alerts, alert, clock.now)
+    assert await sender.dispatch_once() == 1
+    assert only(requests).state is SupportRequestState.RESOLVED
+    assert sender.failed == 0
+    assert [s for _, c, _, s in alerts.outbox() if c == "support"] == ["sent", "sent"]

@@ -26,6 +26,7 @@ from monitor.model import Alert, SupportRequest, SupportRequestKind
 TABLE = "/api/now/table/incident"
 NEW = "1"  # incident state New: nobody has picked it up yet
 RESOLVED = 6
+GONE = 404  # the record does not exist (deleted), or an ACL hides it from us
 _USER_AGENT = f"router-monitor/{__version__}"
 _FIELDS = "sys_id,number,state,active,comments"
 
@@ -135,7 +136,7 @@ class ServiceNowPortal:
             transient = reply.status_code >= 500 or reply.status_code in (408, 429)
             wait = retry_after(reply.headers.get("Retry-After", "")) if transient else None
             message = f"{what}: HTTP {reply.status_code} {_error_text(reply)}".rstrip()
-            raise NotifyError(not transient, message, wait)
+            raise NotifyError(not transient, message, wait, reply.status_code)
         try:
             return reply.json()["result"]
         except (ValueError, KeyError, TypeError) as exc:

@@ -30,7 +30,7 @@ from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from monitor.alerts.servicenow import Incident, ServiceNowPortal, work_note
+from monitor.alerts.servicenow import GONE, Incident, ServiceNowPortal, work_note
 from monitor.alerts.transport import NotifyError, call_with_retries
 from monitor.errors import StoreError
 from monitor.metrics import DaemonMetrics
@@ -122,7 +122,12 @@ class SupportDispatcher:
             try:
                 incident = await asyncio.to_thread(self._portal.get, request.portal_sys_id)
             except NotifyError as exc:
+                if exc.status == GONE:  # deleted in the portal: nothing left to wait for
+                    await asyncio.to_thread(self._gone, request, str(exc))
+                    continue
                 log.info("cannot check request %s: %s", request.portal_number, exc)
+                if exc.permanent:
+                    continue
                 break
             if incident.responded:
                 at = self._clock()
@@ -205,6 +210,17 @@ class SupportDispatcher:
         self._alerts.finish(row.id, "sent", self._clock())
         return 1
 
+    def _gone(self, request: SupportRequest, error: str) -> None:
+        """The portal no longer has the incident: stop waiting on it, and say why."""
+        log.warning(
+            "support request %s: incident %s is no longer in the portal",
+            request.correlation_id,
+            request.portal_number,
+        )
+        now = self._clock()
+        self._requests.mark_resolved(request.correlation_id, now)
+        self._requests.note_error(request.correlation_id, f"incident gone: {error}", now)
+
     def _sends(self, request: SupportRequest) -> ServiceNowPortal | None:
         """The portal this request goes to, or None when it is only recorded."""
         return self._portal if request.kind.value in self._send_kinds else None
@@ -285,7 +301,13 @@ class SupportDispatcher:
         self, portal: ServiceNowPortal, sys_id: str, alert: Alert | None, correlation_id: str
     ) -> None:
         """Resolve (or note) an incident whose problem cleared; leave one staff closed alone."""
-        incident = self._retrying(lambda: portal.get(sys_id), f"reading {sys_id}")
+        try:
+            incident = self._retrying(lambda: portal.get(sys_id), f"reading {sys_id}")
+        except NotifyError as exc:
+            if exc.status == GONE:  # deleted in the portal: there is nothing left to resolve
+                log.warning("incident %s of %s is no longer in the portal", sys_id, correlation_id)
+                return
+            raise
         if not incident.active:
             return  # the support team closed it already: leave their resolution alone
         ended = alert.ends_at if alert and alert.episode_id == correlation_id else None

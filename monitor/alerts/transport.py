@@ -27,10 +27,17 @@ T = TypeVar("T")
 class NotifyError(MonitorError):
     """Something was not delivered; `permanent` says that retrying cannot help."""
 
-    def __init__(self, permanent: bool, reason: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        permanent: bool,
+        reason: str,
+        retry_after: float | None = None,
+        status: int | None = None,
+    ) -> None:
         self.permanent = permanent
         self.reason = reason
         self.retry_after = retry_after  # seconds the receiver asked us to wait (Retry-After)
+        self.status = status  # the HTTP status, when there was an answer
         super().__init__(reason)
 
 

@@ -171,6 +171,10 @@ class PortalServer:
         """The support team starts on an incident (state 2, In Progress), as a person would."""
         self._table.update(sys_id, {"state": 2}, self._clock(), author)
 
+    def delete(self, sys_id: str) -> None:
+        """An administrator deletes an incident (a fresh portal forgets every one, likewise)."""
+        self._table.delete(sys_id)
+
     def count(self, correlation_id: str) -> int:
         """How many incidents carry this correlation id, active or not."""
         return sum(row.correlation_id == correlation_id for row in self._table.all())

@@ -285,8 +285,12 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
 
     async def drain() -> None:
         """Polling stopped: store every queued result, then let the threads go."""
-        await tracker.close()
-        inventory_reads.shutdown(wait=False)
+        try:
+            await tracker.close()
+        except Exception:
+            log.exception("stopping: storing the queued poll results failed")
+        finally:
+            inventory_reads.shutdown(wait=False)
 
     scheduler = Scheduler(
         targets,

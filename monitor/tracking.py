@@ -6,6 +6,10 @@ live process reads (API, metrics, alerts); what the database needs is queued and
 the poll path in batches (`monitor.writeback`), each router's new readings with the bytes they
 counted in one transaction, so the database stays the truth a restart resumes from.
 
+An ICCID a router reports is used only if it looks like one (18 to 22 digits, the last may be a
+hex F): anything else is treated as not reported, logged once per router, so that one router's
+junk never reaches the database (where it would be refused) nor splits a SIM's count.
+
 The inventory's facts about each router (IMEI, ICCID, model, organisation and its local
 authority) plus the firmware it reports make up its `router_info` series, re-rendered only when
 one of them changes; routers that leave the inventory leave the exposition.
@@ -13,7 +17,9 @@ one of them changes; routers that leave the inventory leave the exposition.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -54,6 +60,8 @@ Listed = tuple[str, str, str, str, str]
 # What the router itself last reported (the last non-empty value of each): firmware, imei, iccid.
 Reported = tuple[str, str, str]
 _NOTHING_REPORTED: Reported = ("", "", "")
+# An ICCID: 18 to 22 digits; some SIMs pad the last with a hex F.
+_ICCID = re.compile(r"[0-9]{18,21}[0-9Ff]?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +96,7 @@ class Tracker:
         self._month_of: dict[str, MonthUsage] = {}  # router id -> its SIM's month
         self._listed: dict[str, Listed] | None = None  # None until the inventory is first read
         self._reported: dict[str, Reported] = {}
+        self._bad_iccid: set[str] = set()  # routers whose unusable ICCID has been logged
 
     @property
     def store_errors(self) -> int:
@@ -120,6 +129,7 @@ class Tracker:
             log.info("%s", message)
         router_id = result.router_id
         if isinstance(result, Sample):
+            result = self._checked_iccid(result)
             self._month_of[router_id] = self._account(result)
         month = self._month_of.get(router_id)
         capped = month is not None and month.total >= self._rules.cap_bytes
@@ -170,6 +180,20 @@ class Tracker:
             self.board.forget(router_id)
         for router_id in changed:
             self._show_info(router_id, facts=listed[router_id])
+
+    def _checked_iccid(self, sample: Sample) -> Sample:
+        """The sample, with an ICCID that is not one treated as not reported (logged once)."""
+        iccid = sample.identity.iccid
+        if iccid is None or _ICCID.fullmatch(iccid):
+            return sample
+        if sample.router_id not in self._bad_iccid:
+            self._bad_iccid.add(sample.router_id)
+            log.warning(
+                "router %s: reported ICCID %r is not 18-22 digits: treated as unknown",
+                sample.router_id, iccid[:40],
+            )  # fmt: skip
+        identity = dataclasses.replace(sample.identity, iccid=None)
+        return dataclasses.replace(sample, identity=identity)
 
     def _note_identity(self, router_id: str, identity: Identity) -> None:
         """Re-render the router's info if it reports a new firmware (or a missing fact)."""
@@ -272,7 +296,8 @@ class Tracker:
         month = month_key(sample.at, self._rules.zone)
         # The total is the stored one (re-read with every batch, so other routers of the SIM
         # count) plus the bytes queued here: no byte counted twice, none this process saw missed.
-        total = self.writes.add_usage(result.state, result.deltas, sample.at, month)
+        base = previous.at if previous is not None else None  # the readings counted from
+        total = self.writes.add_usage(result.state, result.deltas, sample.at, month, base)
         self.usage_states[sample.router_id] = result.state
         for note in result.notes:
             # Per-poll detail (wraps, recoveries, seeds): health transitions carry the news.

@@ -12,8 +12,14 @@ in its own transaction, so the sum never counts a byte twice nor misses one this
 A database that fails keeps the queue: it is retried with backoff (1 s doubling to 30 s), the
 failure is logged once and its recovery once. The queue holds one entry per router however long
 the outage lasts (newest readings, summed bytes), so memory stays bounded by the fleet; only
-the health transition history is capped (`max_transitions`), beyond which history rows are
-dropped and counted (the current health state is always kept).
+the health transition history is capped (`max_transitions`, queued and in flight), beyond which
+history rows are dropped and counted, with one warning per outage (the current health state is
+always kept).
+
+The writer never dies of a surprise: an unexpected error while writing or settling a batch is
+logged with its traceback and the batch is kept for a retry (it is applied once however often
+it is tried: see `monitor.store.batch`); a writer task that ended anyway is started again by the
+next poll, and `close` stores what is queued whatever happened before.
 """
 
 from __future__ import annotations
@@ -28,7 +34,14 @@ from datetime import UTC, datetime
 
 from monitor.errors import StoreError
 from monitor.model import HealthState, MonthUsage, Transition, UsageDelta, UsageState
-from monitor.store.batch import BatchResult, BatchWriter, MonthSum, PendingWrites, RouterWrites
+from monitor.store.batch import (
+    ANY_BASE,
+    BatchResult,
+    BatchWriter,
+    MonthSum,
+    PendingWrites,
+    RouterWrites,
+)
 from monitor.store.usage import CapKey, cap_key
 
 log = logging.getLogger(__name__)
@@ -64,6 +77,7 @@ class WriteBehind:
         self._one_batch = asyncio.Lock()
         self._stopping = False
         self._failing = False
+        self._dropping = False  # transitions are being dropped (warned once per episode)
         self._base: dict[CapKey, MonthUsage | None] = {}  # as last read from the database
         self._newest_month = ""
         self._unflushed: dict[CapKey, MonthSum] = {}  # queued bytes (in flight included)
@@ -77,11 +91,17 @@ class WriteBehind:
         self._remember(totals)
 
     def add_usage(
-        self, state: UsageState, deltas: Iterable[UsageDelta], at: datetime, month: str
+        self,
+        state: UsageState,
+        deltas: Iterable[UsageDelta],
+        at: datetime,
+        month: str,
+        base: datetime | None = ANY_BASE,
     ) -> MonthUsage | None:
-        """Queue new readings and their bytes; return what the cap now counts for `month`."""
+        """Queue new readings and their bytes, counted from the readings taken at `base` (None:
+        there were none); return what the cap now counts for `month`."""
         deltas = list(deltas)
-        self.pending.add_usage(state, deltas, at, month)
+        self.pending.add_usage(state, deltas, at, month, base)
         for delta in deltas:
             key = cap_key(delta.router_id, delta.iccid, delta.month)
             sums = self._unflushed.setdefault(key, MonthSum())
@@ -91,7 +111,8 @@ class WriteBehind:
 
     def add_health(self, state: HealthState, transition: Transition | None) -> None:
         """Queue a router's health state and the transition that produced it, if any."""
-        if not self.pending.add_health(state, transition) and self.pending.dropped_transitions == 1:
+        if not self.pending.add_health(state, transition) and not self._dropping:
+            self._dropping = True
             log.warning(
                 "store queue full: health transition history is being dropped until the "
                 "database catches up (current states are kept)"
@@ -126,17 +147,34 @@ class WriteBehind:
                 try:
                     result = await loop.run_in_executor(self._pool(), self._writer.write, batch)
                 except StoreError as exc:
-                    result = BatchResult({}, [], batch, exc)
-                if not self._settle(batch, result):
+                    result = BatchResult({}, {}, batch, exc, in_doubt=True)
+                except Exception as exc:
+                    # Not a database error: a bug. Kept, so the batch is not lost with it.
+                    log.exception("storing poll results failed unexpectedly (kept for a retry)")
+                    error = StoreError(f"unexpected {type(exc).__name__}: {exc}")
+                    result = BatchResult({}, {}, batch, error, in_doubt=True)
+                try:
+                    settled = self._settle(batch, result)
+                except Exception as exc:
+                    log.exception("accounting for stored poll results failed (kept for a retry)")
+                    self.pending.put_back(batch, in_doubt=True)
+                    self._failed(StoreError(f"unexpected {type(exc).__name__}: {exc}"))
+                    return False
+                if not settled:
                     return False
             return True
 
     async def close(self) -> None:
         """Stop the periodic writes and store what is queued (one last try)."""
         self._stopping = True
-        if self._task is not None:
+        task = self._task
+        if task is not None:
             self._wake.set()
-            await self._task  # lets a batch in flight finish: it may already be committing
+            # Lets a batch in flight finish (it may already be committing). A writer that ended
+            # with an error (or was cancelled) must not keep the queue from being stored.
+            await asyncio.wait([task])
+            if not task.cancelled() and task.exception() is not None:
+                log.error("the store writer had stopped with an error", exc_info=task.exception())
         if not await self.flush():
             log.error(
                 "stopping with the results of %d routers not stored: the next start counts "
@@ -153,7 +191,10 @@ class WriteBehind:
         return self._executor
 
     def _poke(self) -> None:
-        if self._task is None and not self._stopping:
+        if (self._task is None or self._task.done()) and not self._stopping:
+            ended = self._task
+            if ended is not None and not ended.cancelled() and ended.exception() is not None:
+                log.error("the store writer had stopped: started again", exc_info=ended.exception())
             self._task = asyncio.get_running_loop().create_task(self._run(), name="store writer")
         if len(self.pending) >= self._trigger and not self._failing:
             self._wake.set()
@@ -170,34 +211,63 @@ class WriteBehind:
                 return
             if self._failing and time.monotonic() < self._retry_at:
                 continue  # woken early (a full queue): wait for the retry time
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception as exc:  # flush keeps what it could not store: go on writing
+                log.exception("storing poll results failed unexpectedly")
+                self._failed(StoreError(f"unexpected {type(exc).__name__}: {exc}"))
 
     def _settle(self, batch: list[RouterWrites], result: BatchResult) -> bool:
         """Account for a batch written (or not); True if all of it is out of the queue."""
         left = {id(entry) for entry in result.unwritten}
-        refused = set(result.refused)
+        not_added = set(result.refused) | set(result.already) | set(result.not_counted)
         done = [entry for entry in batch if id(entry) not in left]
         for entry in done:
-            stored = entry.router_id not in refused
+            stored = entry.router_id not in not_added
             for (iccid, month), sums in entry.months.items():
                 key = cap_key(entry.router_id, iccid, month)
                 self._unqueue(key, sums)
                 if stored and key not in result.totals:
                     self._add_to_base(key, entry.router_id, sums)
+        self.pending.settled(done)
         self._remember(result.totals)
-        for router_id in result.refused:
-            log.info("router %s: results not stored: it is no longer in the inventory", router_id)
+        for router_id, reason in result.refused.items():
+            log.warning(
+                "router %s: poll results dropped, the database refused them: %s", router_id, reason
+            )
+        if result.already:
+            log.info(
+                "poll results of %d routers were already stored (a commit whose answer was "
+                "lost): not added again",
+                len(result.already),
+            )
+        for router_id, skipped in result.not_counted.items():
+            log.warning(
+                "router %s: the stored readings are not those its last %d bytes were counted "
+                "from: readings stored, bytes not counted (never twice)",
+                router_id, skipped,
+            )  # fmt: skip
         if result.unwritten:
-            self.pending.put_back(result.unwritten)
+            self.pending.put_back(result.unwritten, result.in_doubt)
             self._failed(result.error)
-        elif self._failing:
-            log.info("storing poll results again")
-            self._failing = False
-            self._delay = self._retry_first
-        self.stored += len(done) - len(refused)
+        else:
+            if self._failing:
+                log.info("storing poll results again")
+                self._failing = False
+                self._delay = self._retry_first
+            if self._dropping:
+                log.info(
+                    "health transition history stored again (%d dropped in all)",
+                    self.pending.dropped_transitions,
+                )
+                self._dropping = False
+        self.stored += len(done) - len(result.refused)
         self.batches += 1 if done else 0
         if done and self.on_stored is not None:
-            self.on_stored(done)
+            try:
+                self.on_stored(done)
+            except Exception:
+                log.exception("after storing poll results: updating what is shown failed")
         return not result.unwritten
 
     def _failed(self, error: StoreError | None) -> None:

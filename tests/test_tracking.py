@@ -201,3 +201,44 @@ async def test_cap_not_reached_is_not_capped(
     track = tracker(migrated, cap=10**12)
     await poll_for(routers, clock, track, minutes=4)
     assert Health.CAPPED not in {state.state for state in track.health_states.values()}
+
+
+async def test_an_iccid_that_is_not_one_is_treated_as_unknown_and_logged_once(
+    migrated: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    from datetime import timedelta
+
+    from monitor.model import (
+        Counter,
+        CounterType,
+        Device,
+        DeviceKind,
+        Identity,
+        Router,
+        Sample,
+        Traffic,
+    )
+
+    Inventory(migrated).sync_config(
+        [Organisation("la-1", "LA", OrganisationKind.LOCAL_AUTHORITY)],
+        [Router("r-1", Device("S-1", DeviceKind.ROUTER, "la-1", "ORD-1"), None)],
+    )
+    track = tracker(migrated)
+    good = "8944110000000000011F"  # a trailing hex F is allowed
+    junk = "8944" + "1" * 26  # too long for an ICCID (and for the database's column)
+    goal = PollTarget("r-1", Endpoint(Protocol.SNMP, "127.0.0.1", 161, "if-mib"))
+    for minute, iccid in enumerate([good, junk, junk, "89441100000000ABCD1"]):
+        received = Counter(1000 * (minute + 1), CounterType.COUNTER64)
+        sample = Sample(
+            "r-1",
+            START + timedelta(minutes=minute),
+            identity=Identity(iccid=iccid),
+            traffic=Traffic(received, Counter(0, CounterType.COUNTER64)),
+        )
+        await track.handle(goal, sample)
+    assert await track.flush()
+    assert track.usage_states["r-1"].iccid == good  # junk is not a SIM swap: the SIM stays
+    assert {m.iccid for m in UsageStore(migrated).months("r-1")} == {good}
+    warned = [r.getMessage() for r in caplog.records if "is not 18-22 digits" in r.getMessage()]
+    assert len(warned) == 1  # once per router
+    assert warned[0].startswith("router r-1: reported ICCID")

@@ -53,6 +53,7 @@ TICK = os.sysconf("SC_CLK_TCK")
 EXPORTER = "/usr/bin/prometheus-snmp-exporter"
 API_RATE = 200  # status API requests per second during polling
 SAMPLE_POLLS = 2000  # most polls of each collector alone, in this process
+MEMORY_LIMIT = int(os.environ.get("BENCH_MEMORY_LIMIT_GIB", "12")) << 30  # daemon + emulator
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -74,6 +75,55 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def kernel_counters() -> dict[str, int]:
+    """UDP and TCP listen drop counters of this network namespace (/proc/net/snmp, netstat)."""
+    found: dict[str, int] = {}
+    for name, wanted in (
+        ("/proc/net/snmp", {"Udp": ("InDatagrams", "RcvbufErrors", "SndbufErrors", "InErrors")}),
+        ("/proc/net/netstat", {"TcpExt": ("ListenOverflows", "ListenDrops")}),
+    ):
+        lines = Path(name).read_text().splitlines()
+        for header, values in zip(lines[::2], lines[1::2], strict=False):
+            kind, _, keys = header.partition(": ")
+            if kind in wanted:
+                table = dict(zip(keys.split(), values.partition(": ")[2].split(), strict=False))
+                for key in wanted[kind]:
+                    found[f"{kind}.{key}"] = int(table.get(key, 0))
+    return found
+
+
+def drops_since(before: dict[str, int]) -> str:
+    now = kernel_counters()
+    return ", ".join(f"{k} {now[k] - before[k]}" for k in before if not k.endswith("InDatagrams"))
+
+
+def socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def udp_sockets(owners: dict[str, int]) -> list[str]:
+    """Each UDP socket of the named processes: queued bytes and datagrams dropped (its own
+    count, /proc/net/udp's last column)."""
+    by_inode = {inode: name for name, pid in owners.items() for inode in socket_inodes(pid)}
+    shown = []
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        fields = line.split()
+        owner = by_inode.get(fields[9])
+        if owner is not None:
+            rx_queue = int(fields[4].split(":")[1], 16)
+            port = int(fields[1].split(":")[1], 16)
+            shown.append(f"{owner} :{port} rx_queue {rx_queue} B, drops {fields[-1]}")
+    return shown
+
+
 def counters(text: str) -> dict[str, float]:
     """The daemon's own counters, from its /metrics text."""
     found: dict[str, float] = {}
@@ -82,6 +132,16 @@ def counters(text: str) -> dict[str, float]:
         if match:
             found[match.group(1)] = float(match.group(2))
     return found
+
+
+def router_up(text: str, protocol_of: dict[str, str]) -> dict[str, tuple[int, int]]:
+    """router_up at the last poll, by protocol: (up, shown)."""
+    found: dict[str, list[int]] = {}
+    for match in re.finditer(r'^router_up\{router="([^"]+)"\} (\S+)$', text, re.MULTILINE):
+        counts = found.setdefault(protocol_of.get(match.group(1), "?"), [0, 0])
+        counts[0] += float(match.group(2)) == 1.0
+        counts[1] += 1
+    return {k: (v[0], v[1]) for k, v in found.items()}
 
 
 def polls_done(values: dict[str, float]) -> tuple[float, float]:
@@ -118,15 +178,37 @@ def write_config(path: Path, entries: list[dict[str, Any]], port: int, interval:
         yaml.dump(config, handle, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper))
 
 
-async def api_load(session: aiohttp.ClientSession, url: str, stop: asyncio.Event) -> list[float]:
-    """GET `url` API_RATE times a second until `stop`; the latencies in seconds."""
+def create_token(config: Path) -> str:
+    """A programme-wide status API token, made the way an operator would."""
+    made = subprocess.run(  # noqa: S603
+        [str(ROOT / ".venv" / "bin" / "monitor"), "token", "create", "--role", "programme",
+         "--name", "bench", "--config", str(config)],
+        capture_output=True, text=True, check=True, timeout=600,
+    )  # fmt: skip
+    return made.stdout.strip().splitlines()[-1]
+
+
+async def api_load(
+    session: aiohttp.ClientSession, url: str, stop: asyncio.Event, headers: dict[str, str]
+) -> tuple[list[float], int]:
+    """GET `url` API_RATE times a second until `stop`; the latencies in seconds of the answers
+    that were 200, and how many were not."""
     latencies: list[float] = []
+    failed = 0
 
     async def one() -> None:
+        nonlocal failed
         started = time.perf_counter()
-        async with session.get(url) as response:
-            await response.read()
-        latencies.append(time.perf_counter() - started)
+        try:
+            async with session.get(url, headers=headers) as response:
+                await response.read()
+                ok = response.status == 200
+        except (TimeoutError, aiohttp.ClientError):
+            ok = False  # unanswered within the session's 30 s: counted, not timed
+        if ok:
+            latencies.append(time.perf_counter() - started)
+        else:
+            failed += 1
 
     tasks: set[asyncio.Task[None]] = set()
     start = time.perf_counter()
@@ -140,11 +222,11 @@ async def api_load(session: aiohttp.ClientSession, url: str, stop: asyncio.Event
             task.add_done_callback(tasks.discard)
         sent += 1
     await asyncio.gather(*tasks, return_exceptions=True)
-    return latencies
+    return latencies, failed
 
 
 async def fetch(session: aiohttp.ClientSession, url: str) -> tuple[int, bytes]:
-    async with session.get(url) as response:
+    async with session.get(url, timeout=aiohttp.ClientTimeout(total=120)) as response:
         return response.status, await response.read()
 
 
@@ -155,6 +237,8 @@ async def run_daemon_phase(
     config = work / "monitor.yaml"
     write_config(config, entries, port, interval)
     base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": f"Bearer {create_token(config)}"}
+    api_seconds = float(os.environ.get("BENCH_API_SECONDS", min(interval, 60.0)))
     log = (work / "daemon.log").open("w")
     daemon = subprocess.Popen(  # noqa: S603
         [str(ROOT / ".venv" / "bin" / "monitor"), "run", "--config", str(config)],
@@ -177,29 +261,71 @@ async def run_daemon_phase(
                     raise RuntimeError("daemon not ready within 900 s")
                 await asyncio.sleep(0.5)
             out["startup_s"] = time.monotonic() - started
-            status, _ = await fetch(session, base + "/api/v1/routers")
+            async with session.get(base + "/api/v1/routers", headers=auth) as answer:
+                status = answer.status
             out["api_path"] = "/api/v1/routers" if status == 200 else "/readyz"
-            await asyncio.sleep(interval)  # one warm-up cycle: every router seen once
+            emulator_pid = int(os.environ["BENCH_EMULATOR_PID"])
+            peak = {"daemon": 0, "emulator": 0}
+
+            async def wait(seconds: float) -> None:
+                # Sleep, watching memory: stop the run before it takes the machine.
+                end = time.monotonic() + seconds
+                while (left := end - time.monotonic()) > 0:
+                    for name, pid in (("daemon", daemon.pid), ("emulator", emulator_pid)):
+                        peak[name] = max(peak[name], rss_bytes(pid))
+                    if peak["daemon"] + peak["emulator"] > MEMORY_LIMIT:
+                        raise RuntimeError(f"RSS above {MEMORY_LIMIT >> 30} GiB: {peak}")
+                    await asyncio.sleep(min(left, 5.0))
+
+            async def scrape() -> tuple[float, int]:
+                # (seconds, bytes) of one /metrics scrape; (seconds, 0) if it took over 120 s.
+                t0 = time.perf_counter()
+                try:
+                    async with session.get(
+                        base + "/metrics", timeout=aiohttp.ClientTimeout(total=120)
+                    ) as response:
+                        body = await response.read()
+                except (TimeoutError, aiohttp.ClientError):
+                    return time.perf_counter() - t0, 0
+                return time.perf_counter() - t0, len(body)
+
+            await wait(interval)  # one warm-up cycle: every router seen once
             _, text = await fetch(session, base + "/metrics")
             before, cpu0, wall0 = counters(text.decode()), cpu_seconds(daemon.pid), time.monotonic()
-            emulator_cpu0 = cpu_seconds(int(os.environ["BENCH_EMULATOR_PID"]))
-            await asyncio.sleep(interval * cycles)
+            emulator_cpu0 = cpu_seconds(emulator_pid)
+            kernel0 = kernel_counters()
+            await wait(interval * cycles)
             _, text = await fetch(session, base + "/metrics")
             after, cpu1, wall1 = counters(text.decode()), cpu_seconds(daemon.pid), time.monotonic()
-            emulator_cpu1 = cpu_seconds(int(os.environ["BENCH_EMULATOR_PID"]))
-            # Then one more interval of polling with the status API under load.
-            stop = asyncio.Event()
+            emulator_cpu1 = cpu_seconds(emulator_pid)
+            kernel1 = kernel_counters()
+            out["kernel"] = {k: kernel1[k] - kernel0[k] for k in kernel0}
+            out["sockets"] = udp_sockets({"daemon": daemon.pid, "emulator": emulator_pid})
+            out["up"] = router_up(text.decode(), {e["id"]: e["protocol"] for e in entries})
+            # Then polling with the status API under load: first alone, then with a /metrics
+            # scrape every 10 s (as Prometheus would), each for half of BENCH_API_SECONDS.
             load_cpu0 = cpu_seconds(daemon.pid)
-            load = asyncio.create_task(api_load(session, base + out["api_path"], stop))
-            await asyncio.sleep(interval)
-            stop.set()
-            latencies = await load
+            kernel0 = kernel_counters()
+            path = base + out["api_path"]
+            for phase in ("api", "api_scraped"):
+                stop = asyncio.Event()
+                phase_started = time.monotonic()
+                load = asyncio.create_task(api_load(session, path, stop, auth))
+                if phase == "api":
+                    await wait(api_seconds / 2)
+                else:
+                    for _ in range(max(1, int(api_seconds / 2 / 10))):
+                        await scrape()
+                        await wait(10.0)
+                stop.set()
+                out[phase], out[f"{phase}_failed"] = await load
+                out[f"{phase}_s"] = time.monotonic() - phase_started
             out["load_cpu_s"] = cpu_seconds(daemon.pid) - load_cpu0
-            scrapes = []
-            for _ in range(3):
-                t0 = time.perf_counter()
-                _, body = await fetch(session, base + "/metrics")
-                scrapes.append((time.perf_counter() - t0, len(body)))
+            out["load_kernel"] = drops_since(kernel0)
+            out["load_sockets"] = udp_sockets({"daemon": daemon.pid, "emulator": emulator_pid})
+            out["load_s"] = api_seconds
+            out["peak"] = peak
+            scrapes = [await scrape() for _ in range(3)]
         total0, ok0 = polls_done(before)
         total1, ok1 = polls_done(after)
         overruns = "router_monitor_poll_overruns_total"
@@ -208,10 +334,14 @@ async def run_daemon_phase(
             polls=total1 - total0,
             ok=ok1 - ok0,
             overruns=after.get(overruns, 0) - before.get(overruns, 0),
+            results={
+                k.split('"')[1]: after[k] - before.get(k, 0.0)
+                for k in after
+                if k.startswith("router_monitor_polls_total{")
+            },
             cpu_s=cpu1 - cpu0,
             emulator_cpu_s=emulator_cpu1 - emulator_cpu0,
             rss=rss_bytes(daemon.pid),
-            api=latencies,
             metrics=scrapes,
         )
         return out
@@ -429,12 +559,27 @@ async def main() -> None:
               f"poll ({d['emulator_cpu_s'] / d['window_s']:.2f} cores)")  # fmt: skip
         print(f"daemon RSS: {d['rss'] / 2**20:.0f} MiB total, {d['rss'] / count / 1024:.1f} KiB "
               "per router")  # fmt: skip
-        api = d["api"]
-        print(f"status API {d['api_path']} during polling: {len(api) / d['window_s']:.0f} req/s "
-              f"answered, p50 {pct(api, 0.5) * 1e3:.1f} ms, p99 {pct(api, 0.99) * 1e3:.1f} ms; "
-              f"daemon at {d['load_cpu_s'] / interval:.2f} cores meanwhile")  # fmt: skip
+        print("poll results: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(d["results"].items())))
+        print("router_up at the end, by protocol: " + ", ".join(
+            f"{k} {up} of {shown}" for k, (up, shown) in sorted(d["up"].items())))  # fmt: skip
+        print("kernel, over the measured window: " + ", ".join(
+            f"{k} {v}" for k, v in d["kernel"].items()))  # fmt: skip
+        for line in d["sockets"]:
+            print(f"  UDP socket {line}")
+        print(f"peak RSS: daemon {d['peak']['daemon'] / 2**20:.0f} MiB, emulator "
+              f"{d['peak']['emulator'] / 2**20:.0f} MiB")  # fmt: skip
+        for phase, what in (("api", "alone"), ("api_scraped", "with /metrics every 10 s")):
+            api, took = d[phase], d[phase + "_s"]
+            p50, p99 = pct(api, 0.5) * 1e3, pct(api, 0.99) * 1e3
+            print(f"status API {d['api_path']} during polling, {what}: {API_RATE} req/s offered, "
+                  f"{len(api) / took:.0f} answered 200 ({d[phase + '_failed']} not), "
+                  f"p50 {p50:.1f} ms, p99 {p99:.1f} ms")  # fmt: skip
+        load_s = d["api_s"] + d["api_scraped_s"]
+        print(f"daemon under API load: {d['load_cpu_s'] / load_s:.2f} cores; kernel meanwhile: "
+              f"{d['load_kernel']}; " + "; ".join(d["load_sockets"]))  # fmt: skip
         best = min(d["metrics"])
-        print(f"/metrics at {count} routers: {best[0] * 1e3:.0f} ms (best of 3), {best[1]} bytes")
+        print(f"/metrics at {count} routers: {best[0] * 1e3:.0f} ms (best of 3), {best[1]} bytes; "
+              "all: " + ", ".join(f"{t * 1e3:.0f} ms" for t, _ in d["metrics"]))  # fmt: skip
 
         print("\n== collectors alone, in the bench process (CPU per router-poll) ==")
         profiles = load_profiles(ROOT / "config" / "profiles")
@@ -442,17 +587,21 @@ async def main() -> None:
         recording = RecordingCodec(V2cCodec())
         lean = SnmpCollector(snmp_profiles, codec=recording)
         sample_snmp = snmp[:SAMPLE_POLLS]
+        kernel0 = kernel_counters()
         await poll_all(lean, sample_snmp[:50], 50)  # warm-up: sockets, caches
         cpu, results = await poll_all(lean, sample_snmp, 100)
         ok = [r for r in results if isinstance(r, Sample)]
         lean_ms = cpu * 1e3 / len(sample_snmp)
         print(f"SNMP v2c, lean codec: {lean_ms:.3f} ms ({len(ok)}/{len(sample_snmp)} samples)")
+        print(f"  kernel meanwhile: {drops_since(kernel0)}")
+        kernel0 = kernel_counters()
         pysnmp_collector = SnmpCollector(snmp_profiles, codec=PysnmpCodec())
         few = sample_snmp[:200]
         cpu, results = await poll_all(pysnmp_collector, few, 50)
         print(f"SNMP v2c, pysnmp codec: {cpu * 1e3 / len(few):.3f} ms "
               f"({sum(isinstance(r, Sample) for r in results)}/{len(few)} samples)")  # fmt: skip
         await pysnmp_collector.aclose()
+        print(f"  kernel meanwhile: {drops_since(kernel0)}")
         hl = HilinkCollector({n: p for n, p in profiles.items() if isinstance(p, HilinkProfile)})
         sample_hl = hilink[:SAMPLE_POLLS]
         await poll_all(hl, sample_hl[:50], 50)
@@ -480,7 +629,9 @@ async def main() -> None:
               f"({len(tracked)} polls in {batches} batches)")  # fmt: skip
 
         print("\n== prometheus-snmp-exporter on the same SNMP routers and OIDs ==")
+        kernel0 = kernel_counters()
         exported = await exporter_phase(work, sample_snmp, recording.asked, kinds)
+        print(f"  kernel meanwhile: {drops_since(kernel0)}")
         print(f"exporter: {exported['cpu_ms']:.3f} ms CPU per router-poll "
               f"({exported['failures']:.0f} failed scrapes of {len(sample_snmp)})")  # fmt: skip
         print(f"ratio ours/exporter (SNMP CPU per router-poll): {lean_ms / exported['cpu_ms']:.2f}")

@@ -46,6 +46,7 @@ async def serve(count: int, snmp_port: int, hilink_port: int, out: str) -> None:
             )
         entries.append(router.config_entry())
     snmp.start()
+    print(f"SNMP socket buffers (receive, send): {snmp.buffers}", file=sys.stderr, flush=True)
     with open(out, "w", encoding="utf-8") as handle:
         json.dump(entries, handle)
     print("ready", flush=True)

@@ -6,6 +6,7 @@ changes (`RouterSeries`, see DESIGN.md); the daemon's own metrics use prometheus
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 
@@ -108,6 +109,7 @@ ROUTER_FAMILIES: dict[str, tuple[str, str]] = {
 
 # (family, extra labels such as 'state="online"', value): one line of a router's exposition.
 RouterSample = tuple[str, str, float]
+_RENDER_SLICE = 2048  # routers' lines joined at once by render
 
 
 class RouterSeries:
@@ -116,11 +118,16 @@ class RouterSeries:
     Rebuilding 100k routers' metric families at every scrape costs seconds (DESIGN.md); here a
     poll re-renders one router's few lines and a scrape only concatenates them, family by
     family, as the text format requires.
+
+    `render` may run on another thread (the /metrics route renders off the event loop) while
+    polls call `update`, `set_info` and `remove`: those change the line tables only under a
+    lock, and `render` copies one family's lines under it, then joins them without it.
     """
 
     def __init__(self) -> None:
         self._lines: dict[str, dict[str, str]] = {name: {} for name in ROUTER_FAMILIES}
         self._shown: set[str] = set()
+        self._lock = threading.Lock()
 
     @property
     def routers(self) -> AbstractSet[str]:
@@ -136,34 +143,48 @@ class RouterSeries:
             fresh.setdefault(family, []).append(f"{family}{{{labels}}} {_number(value)}\n")
         if INFO_FAMILY in fresh:
             raise ValueError(f"{INFO_FAMILY} is set through set_info")
-        for family, lines in self._lines.items():
-            if family in fresh:
-                lines[router_id] = "".join(fresh[family])
-            elif family != INFO_FAMILY:
-                lines.pop(router_id, None)
-        self._shown.add(router_id)
+        joined = {family: "".join(lines) for family, lines in fresh.items()}
+        with self._lock:
+            for family, lines in self._lines.items():
+                if family in joined:
+                    lines[router_id] = joined[family]
+                elif family != INFO_FAMILY:
+                    lines.pop(router_id, None)
+            self._shown.add(router_id)
 
     def set_info(self, router_id: str, info: Mapping[str, str]) -> None:
         """Show `router_info` for `router_id` with `info`'s labels (missing ones empty)."""
         labels = "".join(f',{name}="{_escape(info.get(name, ""))}"' for name in INFO_LABELS)
         line = f'{INFO_FAMILY}{{router="{_escape(router_id)}"{labels}}} 1\n'
-        self._lines[INFO_FAMILY][router_id] = line
-        self._shown.add(router_id)
+        with self._lock:
+            self._lines[INFO_FAMILY][router_id] = line
+            self._shown.add(router_id)
 
     def remove(self, router_id: str) -> None:
         """Stop showing a router that left the inventory."""
-        for lines in self._lines.values():
-            lines.pop(router_id, None)
-        self._shown.discard(router_id)
+        with self._lock:
+            for lines in self._lines.values():
+                lines.pop(router_id, None)
+            self._shown.discard(router_id)
 
     def render(self) -> str:
-        """The text exposition of every router's series."""
+        """The text exposition of every router's series; safe on any thread.
+
+        Each family's lines are copied under the lock (a C-level copy of references), then
+        joined in slices of `_RENDER_SLICE` lines, so that a thread rendering 100k routers hands
+        the interpreter back to the event loop between slices rather than holding it for one
+        join of ~100 MB.
+        """
         parts: list[str] = []
-        for family, lines in self._lines.items():
-            if lines:
-                kind, text = ROUTER_FAMILIES[family]
-                parts.append(f"# HELP {family} {text}\n# TYPE {family} {kind}\n")
-                parts.extend(lines.values())
+        for family in ROUTER_FAMILIES:
+            with self._lock:
+                lines = list(self._lines[family].values())
+            if not lines:
+                continue
+            kind, text = ROUTER_FAMILIES[family]
+            parts.append(f"# HELP {family} {text}\n# TYPE {family} {kind}\n")
+            for start in range(0, len(lines), _RENDER_SLICE):
+                parts.append("".join(lines[start : start + _RENDER_SLICE]))
         return "".join(parts)
 
 

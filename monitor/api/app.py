@@ -7,13 +7,13 @@ Without sources (tests of the health endpoints) the /api/v1 routes are left out.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from starlette.concurrency import run_in_threadpool
 
 from monitor import __version__
 from monitor.api import errors
@@ -74,17 +74,25 @@ def create_api(
         return JSONResponse(body, status_code=200 if ready else 503)
 
     expected = metrics_token.encode("utf-8") if metrics_token else None
+    # One exposition rendered at a time (100k routers are ~100 MB of text): scrapes that
+    # arrive meanwhile wait for their turn rather than each holding a copy.
+    rendering = asyncio.Lock()
+
+    def exposition() -> bytes:
+        return generate_latest(registry) + router_series().encode()
 
     @api.get("/metrics", tags=["metrics"], include_in_schema=False)
     async def metrics(request: Request) -> Response:
         """Prometheus text exposition; behind a bearer token if one is configured (the series
-        name every tenant's routers, with their IMEI and ICCID)."""
+        name every tenant's routers, with their IMEI and ICCID). Rendered on a worker thread,
+        so polls and API calls go on meanwhile (`RouterSeries.render` is thread-safe)."""
         if expected is not None and not _bearer_matches(request, expected):
             return errors.error_response(
                 401, "a bearer token is required for /metrics", errors.UNAUTHORIZED
             )
-        own = await run_in_threadpool(generate_latest, registry)
-        return Response(own + router_series().encode(), media_type=CONTENT_TYPE_LATEST)
+        async with rendering:
+            body = await asyncio.to_thread(exposition)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     if sources is not None:
         authenticate = authenticator(sources)

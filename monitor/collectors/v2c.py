@@ -7,12 +7,20 @@ address family. A reply counts only if it comes from the address the request wen
 its request id; anything else is ignored. An undecodable datagram from a router we are waiting on
 fails that router's exchange as `bad_reply`. `ByVersion` routes v2c targets here and v3 (USM) to
 pysnmp, which stays the SNMP library of record.
+
+Thousands of routers answer into one socket, so its receive buffer is asked large
+(`SOCKET_BUFFER`); the kernel caps that at `net.core.rmem_max` (often ~208 KiB) and root is never
+required to raise it. Instead each socket bounds the requests it has in flight by what its
+effective buffer holds (`_window`): replies that cannot all be queued are never asked for at
+once, so a busy event loop delays replies instead of losing them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
+import logging
 import random
 import socket
 import time
@@ -28,6 +36,13 @@ from monitor.model import FailureKind, PollTarget
 Address = tuple[str, int]
 SOCKET_BUFFER = 4 * 1024 * 1024  # a burst of replies from thousands of routers must not drop
 RESOLVE_TTL = 300.0  # seconds a resolved host name is reused
+# Kernel memory one queued reply may take from the receive buffer: its skb "truesize", the
+# datagram rounded up to a 4 KiB slab plus the skb itself for a 25-row GETBULK answer (1.5-3 KB).
+# With 4096 (2,048 in flight on an 8 MiB buffer) a saturated daemon's buffer filled and dropped
+# (bench at 100k routers; resent requests can be answered twice).
+REPLY_COST = 8192
+WINDOW_BOUNDS = (32, 4096)  # requests in flight per socket, whatever the buffer
+_LOG = logging.getLogger(__name__)
 _AUTH_STATUSES = frozenset({6, 16})  # noAccess, authorizationError
 _STATUS_NAMES = {1: "tooBig", 2: "noSuchName", 3: "badValue", 5: "genErr", 6: "noAccess"}
 
@@ -50,12 +65,30 @@ class _Socket(asyncio.DatagramProtocol):
         self.pending: dict[int, _Pending] = {}
         self.by_address: dict[Address, set[int]] = {}
         self._next_id = random.randrange(1, 2**31 - 1)  # noqa: S311 - not a secret, a nonce
+        self.window = WINDOW_BOUNDS[0]
+        self._slots = asyncio.Semaphore(self.window)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
         sock = transport.get_extra_info("socket")
+        effective: dict[int, int] = {}
         for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-            sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+            # Refused outright: keep the default, the window adapts to it.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+            effective[option] = sock.getsockopt(socket.SOL_SOCKET, option)
+        received = effective[socket.SO_RCVBUF]
+        low, high = WINDOW_BOUNDS
+        self.window = max(low, min(high, received // REPLY_COST))
+        self._slots = asyncio.Semaphore(self.window)
+        _LOG.debug(
+            "SNMP v2c socket: receive buffer %d bytes, send buffer %d (asked %d; capped by "
+            "net.core.rmem_max/wmem_max); at most %d requests in flight",
+            received,
+            effective[socket.SO_SNDBUF],
+            SOCKET_BUFFER,
+            self.window,
+        )
 
     def request_id(self) -> int:
         """A request id not in use on this socket."""
@@ -67,8 +100,15 @@ class _Socket(asyncio.DatagramProtocol):
     async def exchange(
         self, address: Address, request_id: int, payload: bytes, attempt: float, retries: int
     ) -> snmp_ber.Message:
-        """Send `payload`, resend it (same id) after each silent `attempt` seconds, and return
-        the reply; CodecError(timeout) when every attempt went unanswered."""
+        """Send `payload` once a slot of the window is free, resend it (same id) after each
+        silent `attempt` seconds, and return the reply; CodecError(timeout) when every attempt
+        went unanswered."""
+        async with self._slots:
+            return await self._exchange(address, request_id, payload, attempt, retries)
+
+    async def _exchange(
+        self, address: Address, request_id: int, payload: bytes, attempt: float, retries: int
+    ) -> snmp_ber.Message:
         if self.transport is None or self.transport.is_closing():
             raise CodecError(FailureKind.TIMEOUT, "SNMP socket closed")
         loop = asyncio.get_running_loop()

@@ -25,6 +25,7 @@ _PKTINFO = struct.Struct("@I4s4s")  # struct in_pktinfo: ifindex, local address,
 # Linux only (the value is Linux's): typeshed does not list it.
 _IP_PKTINFO: int = getattr(socket, "IP_PKTINFO", 8)
 _BATCH = 256  # datagrams read per wake-up before yielding to the loop
+_BUFFER = 8 << 20  # socket buffers asked for (the kernel may give less)
 
 
 class SharedSnmpServer:
@@ -36,6 +37,7 @@ class SharedSnmpServer:
         self.answered = 0
         self._responders: dict[bytes, Responder] = {}
         self._sock: socket.socket | None = None
+        self.buffers = (0, 0)  # effective (receive, send) buffer sizes once started
 
     def add(self, life: RouterLife, *, model: str, credentials: SnmpCredentials, host: str) -> None:
         """Serve `life` as `model` on host (a loopback address) and the shared port."""
@@ -48,8 +50,13 @@ class SharedSnmpServer:
     def start(self) -> None:
         """Bind and start answering."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
+        # Asked large; the kernel caps it at net.core.rmem_max/wmem_max (no root needed).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _BUFFER)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _BUFFER)
+        self.buffers = (
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
+        )
         sock.setsockopt(socket.IPPROTO_IP, _IP_PKTINFO, 1)
         sock.bind(("0.0.0.0", self.port))  # noqa: S104 - loopback sources only, checked below
         sock.setblocking(False)

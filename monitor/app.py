@@ -32,7 +32,7 @@ from monitor.api import StatusSources, create_api
 from monitor.collectors.base import Collector
 from monitor.collectors.hilink import HilinkCollector
 from monitor.collectors.snmp import SnmpCollector
-from monitor.config import Settings
+from monitor.config import Settings, password_key
 from monitor.core.health import HealthRules
 from monitor.core.lifecycle import OutageRules
 from monitor.core.rules import AlertRules
@@ -42,6 +42,7 @@ from monitor.model import PollTarget, Protocol, Router
 from monitor.profiles import Profile, SnmpProfile, load_profiles
 from monitor.profiles_hilink import HilinkProfile
 from monitor.scheduler import Scheduler
+from monitor.store.access import PasswordCipher
 from monitor.tracking import Tracker, TrackingRules
 from monitor.units import HostPort
 
@@ -60,6 +61,12 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+def password_cipher(environ: Mapping[str, str]) -> PasswordCipher | None:
+    """The device password cipher, if a key is given in the environment (config.password_key)."""
+    found = password_key(environ)
+    return PasswordCipher.from_text(*found) if found else None
 
 
 def load_checked_profiles(settings: Settings) -> dict[str, Profile]:
@@ -335,7 +342,7 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
             lambda: alert_engine.alerts.values(),
             settings.data_cap.bytes,
             settings.zone,
-            os.environ,  # the device password key (docs/api.md), never in the config file
+            password_cipher(os.environ),  # its key is never in the config file (docs/api.md)
             follow_up=settings.poll.interval + ALERT_EVALUATION,
             response_working_days=settings.alerts.response_working_days,
             holiday_region=settings.alerts.holiday_region,

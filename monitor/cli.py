@@ -19,13 +19,13 @@ from sqlalchemy import Engine
 from tqdm import tqdm
 
 from monitor import __version__, demo, importer, store
-from monitor.app import load_checked_profiles, run_daemon
+from monitor.app import load_checked_profiles, password_cipher, run_daemon
 from monitor.config import Settings, load_settings
 from monitor.core.access import Role, role_problem
 from monitor.emulator.fleet import DEFAULT_MIX, parse_mix
 from monitor.errors import ImportRejected, InvalidInput, MonitorError, Problem
 from monitor.logs import configure_logging
-from monitor.store.access import AccessStore, PasswordCipher
+from monitor.store.access import AccessStore
 
 EXIT_FAILURE = 1
 EXIT_INVALID = 2
@@ -307,7 +307,7 @@ PASSWORD_COLUMNS = ("serial", "bios_password", "admin_password")
 
 
 def _import_passwords(args: argparse.Namespace) -> int:
-    cipher = PasswordCipher.from_environment(os.environ)
+    cipher = password_cipher(os.environ)
     if cipher is None:
         print("monitor: set MONITOR_PASSWORD_KEY or MONITOR_PASSWORD_KEY_FILE", file=sys.stderr)
         return EXIT_INVALID

@@ -190,6 +190,30 @@ class Settings(Section):
         return ZoneInfo(self.timezone)
 
 
+PASSWORD_KEY_ENV = "MONITOR_PASSWORD_KEY"  # noqa: S105 - a variable name; the key: 32 bytes, base64
+PASSWORD_KEY_FILE_ENV = "MONITOR_PASSWORD_KEY_FILE"  # noqa: S105 - or a file holding it
+
+
+def password_key(environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """The device password key's text and where it came from ($MONITOR_PASSWORD_KEY, else the
+    file named by $MONITOR_PASSWORD_KEY_FILE); None if neither is set. Kept out of the config
+    file on purpose (docs/api.md); an unreadable file is a ConfigError."""
+    text = environ.get(PASSWORD_KEY_ENV, "").strip()
+    if text:
+        return text, PASSWORD_KEY_ENV
+    path = environ.get(PASSWORD_KEY_FILE_ENV)
+    if not path:
+        return None
+    try:
+        text = Path(path).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not a text file"
+        raise ConfigError(
+            "password key", [Problem(PASSWORD_KEY_FILE_ENV, f"cannot read: {reason}")]
+        ) from None
+    return (text, PASSWORD_KEY_FILE_ENV) if text else None
+
+
 def load_settings(path: str | Path | None, environ: Mapping[str, str]) -> Settings:
     """Read, merge and validate the file and `MONITOR_*__*` variables; raise ConfigError."""
     source = str(path) if path is not None else "configuration"

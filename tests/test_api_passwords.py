@@ -71,7 +71,7 @@ def admin_of(serial: str) -> str:
 
 @pytest.fixture
 def world(migrated: Engine) -> Iterator[World]:
-    cipher = PasswordCipher.from_environment({"MONITOR_PASSWORD_KEY": KEY})
+    cipher = PasswordCipher.from_text(KEY)
     made = build_world(migrated, cipher)
     devices = [
         Device(serial, LAPTOP if i % 2 else TABLET, org, f"ORD-{serial}", None, alloc, term)
@@ -197,7 +197,7 @@ def test_passwords_are_encrypted_at_rest_and_bound_to_their_device(world: World)
 
 
 def test_another_key_cannot_read_them(world: World) -> None:
-    other = PasswordCipher.from_environment({"MONITOR_PASSWORD_KEY": PasswordCipher.new_key()})
+    other = PasswordCipher.from_text(PasswordCipher.new_key())
     assert other is not None
     with pytest.raises(Exception, match="another key"):
         world.sources.access.passwords("W-T1", other)
@@ -254,7 +254,7 @@ def test_missing_parent_organisation_answers_503_json_and_is_audited(
 
 
 def test_decrypt_refuses_damaged_text_with_a_store_error() -> None:
-    cipher = PasswordCipher.from_environment({"MONITOR_PASSWORD_KEY": KEY})
+    cipher = PasswordCipher.from_text(KEY)
     assert cipher is not None
     sealed = cipher.encrypt("W-1", "bios", "secret-1")
     assert cipher.decrypt("W-1", "bios", sealed) == "secret-1"

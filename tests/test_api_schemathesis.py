@@ -26,7 +26,7 @@ KNOWN = {
 
 @pytest.fixture
 def world(migrated: Engine) -> World:
-    cipher = PasswordCipher.from_environment({"MONITOR_PASSWORD_KEY": PasswordCipher.new_key()})
+    cipher = PasswordCipher.from_text(PasswordCipher.new_key())
     return build_world(migrated, cipher)
 
 

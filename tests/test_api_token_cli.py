@@ -146,7 +146,7 @@ def test_import_passwords(
     assert main(["import", "passwords", str(path), "--config", str(config)]) == 0
     assert "0 stored, 2 replaced" in capsys.readouterr().out
 
-    cipher = PasswordCipher.from_environment({"MONITOR_PASSWORD_KEY": key})
+    cipher = PasswordCipher.from_text(key)
     assert cipher is not None
     stored = AccessStore(world.engine).passwords("W-1", cipher)
     assert stored is not None

@@ -9,7 +9,7 @@ to a worker thread.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import ParamSpec, Protocol, TypeVar
@@ -77,12 +77,12 @@ class StatusSources:
         alerts: Callable[[], Iterable[Alert]],
         cap_bytes: int,
         zone: ZoneInfo,
-        environ: Mapping[str, str],
+        cipher: PasswordCipher | None,
         follow_up: timedelta = timedelta(seconds=90),
         response_working_days: int | None = None,
         holiday_region: str | None = None,
     ) -> StatusSources:
-        """Sources over one database; the password key from `environ` (see docs/api.md); the
+        """Sources over one database; `cipher` for device passwords (None: none shown); the
         response clock as configured (`alerts:`; None keeps the default, as the rules do)."""
         return cls(
             Inventory(engine),
@@ -92,7 +92,7 @@ class StatusSources:
             alerts,
             cap_bytes,
             zone,
-            PasswordCipher.from_environment(environ),
+            cipher,
             follow_up=follow_up,
             response_working_days=(
                 RESPONSE_WORKING_DAYS if response_working_days is None else response_working_days

@@ -16,10 +16,9 @@ import base64
 import binascii
 import hashlib
 import secrets
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -51,8 +50,6 @@ from monitor.store.tables import (
     SupportRequestRow,
 )
 
-KEY_ENV = "MONITOR_PASSWORD_KEY"  # the key itself: 32 bytes, URL-safe base64
-KEY_FILE_ENV = "MONITOR_PASSWORD_KEY_FILE"  # or a file holding it
 WINDOWS = frozenset({DeviceKind.WINDOWS_LAPTOP.value, DeviceKind.WINDOWS_TABLET.value})
 Clock = Callable[[], datetime]
 NONCE_BYTES, TAG_BYTES = 12, 16  # AES-GCM's
@@ -129,21 +126,9 @@ class PasswordCipher:
         return f"PasswordCipher(key_id={self.key_id!r})"
 
     @classmethod
-    def from_environment(cls, environ: Mapping[str, str]) -> PasswordCipher | None:
-        """The key from $MONITOR_PASSWORD_KEY or the file $MONITOR_PASSWORD_KEY_FILE; None if
-        neither is set; ConfigError (never showing the key) if it is not a usable key."""
-        where, text = KEY_ENV, environ.get(KEY_ENV)
-        if not text and environ.get(KEY_FILE_ENV):
-            where = KEY_FILE_ENV
-            try:
-                text = Path(environ[KEY_FILE_ENV]).read_text(encoding="ascii").strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = getattr(exc, "strerror", None) or "not a text file"
-                raise ConfigError(
-                    "password key", [Problem(where, f"cannot read: {reason}")]
-                ) from None
-        if not text:
-            return None
+    def from_text(cls, text: str, where: str = "password key") -> PasswordCipher:
+        """A cipher over a key given as URL-safe base64 text (config.password_key reads it);
+        ConfigError naming `where` (never showing the key) if it is not a usable key."""
         try:
             return cls(base64.urlsafe_b64decode(text.strip().encode("ascii")))
         except (ValueError, binascii.Error, UnicodeEncodeError):

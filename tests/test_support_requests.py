@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import luhn_imei as imei
@@ -156,6 +157,19 @@ def dispatcher(
         metrics=metrics,
         clock=clock,
     )
+
+
+async def raised(
+    stores: tuple[AlertStore, SupportRequests],
+    portal: PortalServer,
+    clock: Clock,
+    **options: Any,
+) -> tuple[Alert, SupportDispatcher]:
+    """A router at a school under la-1 goes offline; its request is sent to the portal."""
+    alert = fire(stores[0], problem(router(1, "school-la")), clock.now)
+    sender = dispatcher(stores, portal, clock, **options)
+    await sender.dispatch_once()
+    return alert, sender
 
 
 def only(requests: SupportRequests) -> SupportRequest:
@@ -360,9 +374,7 @@ async def test_without_auto_resolve_the_incident_gets_a_note_and_stays_open(
 ) -> None:
     alerts, _ = stores
     clock = Clock()
-    alert = fire(alerts, problem(router(1, "school-la")), clock.now)
-    sender = dispatcher(stores, portal, clock, resolve=False)
-    await sender.dispatch_once()
+    alert, sender = await raised(stores, portal, clock, resolve=False)
     clock.tick(timedelta(minutes=30))
     clear(alerts, alert, clock.now)
     await sender.dispatch_once()
@@ -522,9 +534,7 @@ async def test_a_refused_resolution_fails_that_step_only(
 ) -> None:
     alerts, requests = stores
     clock = Clock()
-    alert = fire(alerts, problem(router(1, "school-la")), clock.now)
-    sender = dispatcher(stores, portal, clock)
-    await sender.dispatch_once()
+    alert, sender = await raised(stores, portal, clock)
     clock.tick(timedelta(minutes=30))
     clear(alerts, alert, clock.now)
     portal.set_mode("auth_fail", methods=["PATCH"])
@@ -580,9 +590,7 @@ async def test_resolving_an_incident_deleted_in_the_portal_closes_the_request(
 ) -> None:
     alerts, requests = stores
     clock = Clock()
-    alert = fire(alerts, problem(router(1, "school-la")), clock.now)
-    sender = dispatcher(stores, portal, clock)
-    await sender.dispatch_once()
+    alert, sender = await raised(stores, portal, clock)
     portal.delete(only(requests).portal_sys_id or "")
     clock.tick(timedelta(minutes=30))
     clear(alerts, alert, clock.now)

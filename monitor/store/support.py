@@ -9,7 +9,6 @@ and the metrics read it with `find`, `get` and `counts`.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -248,7 +247,7 @@ def _request(row: SupportRequestRow) -> SupportRequest:
     def stamp(value: datetime | None) -> datetime | None:
         return as_utc(value) if value is not None else None
 
-    request = SupportRequest(
+    return SupportRequest(
         correlation_id=row.correlation_id,
         kind=SupportRequestKind(row.kind),
         state=SupportRequestState(row.state),
@@ -263,9 +262,6 @@ def _request(row: SupportRequestRow) -> SupportRequest:
         summary=row.summary,
         raised_at=as_utc(row.raised_at),
         updated_at=as_utc(row.updated_at),
-    )
-    return replace(
-        request,
         portal_number=row.portal_number,
         portal_sys_id=row.portal_sys_id,
         opened_at=stamp(row.opened_at),

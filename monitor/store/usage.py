@@ -136,28 +136,7 @@ def add_to_months(session: Session, deltas: Sequence[tuple[UsageDelta, datetime]
 
 def add_to_month(session: Session, delta: UsageDelta, now: datetime) -> None:
     """Add a delta to its month total (within the caller's transaction)."""
-    # One statement, insert or add: safe when several pollers share the database.
-    insert = insert_for(session, UsageMonthRow)
-    statement = insert.values(
-        router_id=delta.router_id,
-        iccid=delta.iccid or NO_SIM,
-        month=delta.month,
-        received=delta.received,
-        sent=delta.sent,
-        partial=delta.partial,
-        updated_at=now,
-    )
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["router_id", "iccid", "month"],
-            set_={
-                "received": UsageMonthRow.received + statement.excluded.received,
-                "sent": UsageMonthRow.sent + statement.excluded.sent,
-                "partial": UsageMonthRow.partial | statement.excluded.partial,
-                "updated_at": statement.excluded.updated_at,
-            },
-        )
-    )
+    add_to_months(session, [(delta, now)])
 
 
 def cap_totals(session: Session, keys: Iterable[CapKey]) -> dict[CapKey, MonthUsage | None]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import re
 import shutil
 import socket
@@ -189,14 +190,17 @@ def create_token(config: Path) -> str:
 
 
 async def api_load(
-    session: aiohttp.ClientSession, url: str, stop: asyncio.Event, headers: dict[str, str]
+    session: aiohttp.ClientSession,
+    urls: Sequence[str],
+    stop: asyncio.Event,
+    headers: dict[str, str],
 ) -> tuple[list[float], int]:
-    """GET `url` API_RATE times a second until `stop`; the latencies in seconds of the answers
-    that were 200, and how many were not."""
+    """GET `urls` in turn, API_RATE a second, until `stop`; the latencies in seconds of the
+    answers that were 200, and how many were not."""
     latencies: list[float] = []
     failed = 0
 
-    async def one() -> None:
+    async def one(url: str) -> None:
         nonlocal failed
         started = time.perf_counter()
         try:
@@ -217,7 +221,7 @@ async def api_load(
         due = start + sent / API_RATE
         await asyncio.sleep(max(0.0, due - time.perf_counter()))
         if len(tasks) < 200:  # bounded: a stalled API is measured, not flooded
-            task = asyncio.create_task(one())
+            task = asyncio.create_task(one(urls[sent % len(urls)]))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         sent += 1
@@ -307,11 +311,17 @@ async def run_daemon_phase(
             load_cpu0 = cpu_seconds(daemon.pid)
             kernel0 = kernel_counters()
             path = base + out["api_path"]
-            for phase in ("api", "api_scraped"):
+            # The support portal's own query: one router by IMEI, for routers spread over the
+            # fleet (the first 1,000 of a shuffled list: a page-cache mix, not one hot row).
+            rng = random.Random(7)
+            picked = rng.sample(entries, min(1000, len(entries)))
+            details = [f"{base}/api/v1/routers/{e['imei']}" for e in picked]
+            for phase in ("api", "api_detail", "api_scraped"):
                 stop = asyncio.Event()
                 phase_started = time.monotonic()
-                load = asyncio.create_task(api_load(session, path, stop, auth))
-                if phase == "api":
+                urls = details if phase == "api_detail" else [path]
+                load = asyncio.create_task(api_load(session, urls, stop, auth))
+                if phase != "api_scraped":
                     await wait(api_seconds / 2)
                 else:
                     for _ in range(max(1, int(api_seconds / 2 / 10))):
@@ -568,13 +578,17 @@ async def main() -> None:
             print(f"  UDP socket {line}")
         print(f"peak RSS: daemon {d['peak']['daemon'] / 2**20:.0f} MiB, emulator "
               f"{d['peak']['emulator'] / 2**20:.0f} MiB")  # fmt: skip
-        for phase, what in (("api", "alone"), ("api_scraped", "with /metrics every 10 s")):
+        for phase, path, what in (
+            ("api", d["api_path"], "alone"),
+            ("api_detail", "/api/v1/routers/{imei}", "alone (1,000 routers in turn)"),
+            ("api_scraped", d["api_path"], "with /metrics every 10 s"),
+        ):
             api, took = d[phase], d[phase + "_s"]
             p50, p99 = pct(api, 0.5) * 1e3, pct(api, 0.99) * 1e3
-            print(f"status API {d['api_path']} during polling, {what}: {API_RATE} req/s offered, "
+            print(f"status API {path} during polling, {what}: {API_RATE} req/s offered, "
                   f"{len(api) / took:.0f} answered 200 ({d[phase + '_failed']} not), "
                   f"p50 {p50:.1f} ms, p99 {p99:.1f} ms")  # fmt: skip
-        load_s = d["api_s"] + d["api_scraped_s"]
+        load_s = d["api_s"] + d["api_detail_s"] + d["api_scraped_s"]
         print(f"daemon under API load: {d['load_cpu_s'] / load_s:.2f} cores; kernel meanwhile: "
               f"{d['load_kernel']}; " + "; ".join(d["load_sockets"]))  # fmt: skip
         best = min(d["metrics"])

@@ -27,6 +27,7 @@ from monitor.api.schemas import (
     UsageOut,
 )
 from monitor.api.sources import StatusSources, blocking
+from monitor.api.totals import Totals
 from monitor.core.access import Principal
 from monitor.core.calendar import cap_reset, month_key
 from monitor.errors import NotFound
@@ -90,6 +91,11 @@ def read_routes(sources: StatusSources, authenticate: Authenticate) -> APIRouter
     api = APIRouter(prefix="/api/v1", responses=STANDARD, dependencies=[Depends(known_query)])
     Caller = Annotated[Principal, Depends(authenticate)]
 
+    async def count(organisations: frozenset[str] | None, states: frozenset[str] | None) -> int:
+        return await blocking(sources.access.count_routers, organisations, states)
+
+    totals = Totals(count)
+
     @api.get("/routers", tags=["routers"], response_model=RouterPage, responses=NOT_FOUND)
     async def list_routers(
         principal: Caller,
@@ -100,10 +106,9 @@ def read_routes(sources: StatusSources, authenticate: Authenticate) -> APIRouter
     ) -> RouterPage:
         """Routers the token's organisation may see, by router id, with their health state."""
         organisations = scope(principal, organisation)
-        states = [s.value for s in state] if state else None
-        total, page = await blocking(
-            sources.access.routers_page, organisations, states, limit, offset
-        )
+        states = frozenset(s.value for s in state) if state else None
+        page = await blocking(sources.access.routers_page, organisations, states, limit, offset)
+        total = await totals.get(organisations, states)
         items = [
             RouterItem.model_validate(
                 RouterDetail.item_fields(item.router, Health(item.state), item.since)

@@ -1,0 +1,95 @@
+"""A listing's total is counted once per scope per few seconds, shared by concurrent callers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from monitor.api.totals import Totals
+
+
+class Counter:
+    """A count that takes a while, records what it was asked and can be made to fail."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[frozenset[str] | None, frozenset[str] | None]] = []
+        self.value = 10
+        self.fail = False
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def __call__(
+        self, organisations: frozenset[str] | None, states: frozenset[str] | None
+    ) -> int:
+        self.asked.append((organisations, states))
+        await self.gate.wait()
+        if self.fail:
+            raise RuntimeError("database gone")
+        return self.value
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_concurrent_requests_share_one_count() -> None:
+    count = Counter()
+    count.gate.clear()
+    totals = Totals(count)
+    waiting = [asyncio.create_task(totals.get({"la-1"}, None)) for _ in range(50)]
+    await asyncio.sleep(0)
+    count.gate.set()
+    assert await asyncio.gather(*waiting) == [10] * 50
+    assert count.asked == [(frozenset({"la-1"}), None)]
+
+
+async def test_each_scope_is_counted_on_its_own() -> None:
+    count = Counter()
+    totals = Totals(count)
+    await totals.get({"la-1"}, None)
+    await totals.get({"la-1"}, {"offline"})
+    await totals.get(None, None)
+    await totals.get(["la-1"], None)  # the same scope, however it is given
+    assert len(count.asked) == 3
+
+
+async def test_a_total_is_kept_for_its_seconds_then_recounted() -> None:
+    count, clock = Counter(), Clock()
+    totals = Totals(count, seconds=5.0, clock=clock)
+    assert await totals.get(None, None) == 10
+    count.value = 11
+    clock.now += 4.9
+    assert await totals.get(None, None) == 10
+    clock.now += 0.2
+    assert await totals.get(None, None) == 11
+    assert len(count.asked) == 2
+
+
+async def test_a_failed_count_is_not_kept() -> None:
+    count = Counter()
+    count.fail = True
+    totals = Totals(count)
+    with pytest.raises(RuntimeError, match="database gone"):
+        await totals.get(None, None)
+    count.fail = False
+    assert await totals.get(None, None) == 10
+    assert len(count.asked) == 2
+
+
+async def test_a_caller_that_gives_up_does_not_cancel_the_shared_count() -> None:
+    count = Counter()
+    count.gate.clear()
+    totals = Totals(count)
+    impatient = asyncio.create_task(totals.get(None, None))
+    patient = asyncio.create_task(totals.get(None, None))
+    await asyncio.sleep(0)
+    impatient.cancel()
+    count.gate.set()
+    assert await patient == 10
+    assert impatient.cancelled()
+    assert len(count.asked) == 1

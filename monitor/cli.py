@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+import uvloop
 from sqlalchemy import Engine
 from tqdm import tqdm
 
@@ -152,7 +153,10 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _run(args: argparse.Namespace) -> int:
-    asyncio.run(run_daemon(_settings(args)))
+    # uvloop: the event loop in C (libuv). Polling 333 routers a second is mostly event-loop
+    # work (timers, sockets, task switches); see docs/performance.md for what it saves.
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(run_daemon(_settings(args)))
     return 0
 
 

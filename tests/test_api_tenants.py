@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from monitor.api import StatusSources, create_api
+from monitor.api.auth import TOKEN_SECONDS
 from monitor.core.access import Role, role_problem
 from monitor.core.rules import RouterFacts
 from monitor.core.status import StatusBoard
@@ -341,11 +342,38 @@ def test_missing_or_bad_tokens_answer_401_json(world: World) -> None:
     assert world.sources.access.audit_log() == []  # no principal, nothing to audit
 
 
-def test_revoked_token_answers_401(world: World) -> None:
+def test_revoked_token_answers_401_within_the_seconds_a_valid_token_is_remembered(
+    world: World,
+) -> None:
+    now = [1000.0]
+
+    async def ready() -> tuple[bool, dict[str, str]]:
+        return True, {}
+
+    api = create_api(ready, CollectorRegistry(), str, world.sources, clock=lambda: now[0])
     caller = world.caller(Role.LA_USER, "la-1")
-    assert world.client.get("/api/v1/routers", headers=caller.headers).status_code == 200
-    assert world.sources.access.revoke_token(caller.token_id)
-    assert world.client.get("/api/v1/routers", headers=caller.headers).status_code == 401
+    with TestClient(api) as client:
+        assert client.get("/api/v1/routers", headers=caller.headers).status_code == 200
+        assert world.sources.access.revoke_token(caller.token_id)
+        now[0] += TOKEN_SECONDS + 0.1
+        assert client.get("/api/v1/routers", headers=caller.headers).status_code == 401
+        # A token made meanwhile works at once.
+        _, fresh = world.sources.access.create_token("new", Role.LA_USER.value, "la-1")
+        assert client.get("/api/v1/routers", headers=bearer(fresh)).status_code == 200
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def test_api_answers_are_not_for_shared_caches(world: World) -> None:
+    caller = world.caller(Role.LA_USER, "la-1")
+    for path in ("/api/v1/routers", "/api/v1/routers/nope", "/api/v1/alerts"):
+        answer = world.client.get(path, headers=caller.headers)
+        assert answer.headers["cache-control"] == "no-store", path
+    assert world.client.get("/api/v1/routers").headers["cache-control"] == "no-store"
+    assert "cache-control" not in world.client.get("/api/v1/openapi.json").headers
+    assert "cache-control" not in world.client.get("/healthz").headers
 
 
 BAD_PARAMETERS = [

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, text
 from test_api_tenants import ORGANISATIONS, World, build_world
 
+from monitor.api import create_api
 from monitor.cli import main
 from monitor.model import Allocation, Device, DeviceKind
 from monitor.store import Inventory
@@ -60,7 +63,14 @@ def test_token_create_list_revoke(
 
         assert main(["token", "revoke", token_id, "--config", str(config)]) == 0
         assert main(["token", "revoke", token_id, "--config", str(config)]) == 1
-        answer = world.client.get("/api/v1/routers", headers={"Authorization": f"Bearer {secret}"})
+
+    # A running API trusts a valid token for TOKEN_SECONDS (test_api_tenants shows it ends);
+    # a daemon (re)started after the revocation refuses it at once.
+    async def ready() -> tuple[bool, dict[str, str]]:
+        return True, {}
+
+    with TestClient(create_api(ready, CollectorRegistry(), str, world.sources)) as client:
+        answer = client.get("/api/v1/routers", headers={"Authorization": f"Bearer {secret}"})
         assert answer.status_code == 401
     assert main(["token", "list", "--config", str(config)]) == 0
     assert "revoked" in capsys.readouterr().out

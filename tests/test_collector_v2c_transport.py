@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import cast
@@ -197,3 +200,54 @@ async def test_v3_goes_to_pysnmp_and_v2c_to_the_lean_codec(agent):
     await codec.fetch(target(agent, "3"), [UPTIME], [], 1.0)
     assert [t.snmp.version for t in lean.targets if t.snmp] == ["2c"]
     assert [t.snmp.version for t in reference.targets if t.snmp] == ["3"]
+
+
+async def test_replies_queued_while_the_loop_was_busy_beat_their_timers() -> None:
+    """A burst of replies that queued while the event loop was blocked is read before the
+    requests' timers run: an asyncio datagram transport reads one per loop turn, so all but
+    one of these would time out."""
+    count, budget = 50, 0.3
+    replier = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    replier.bind(("127.0.0.1", 0))
+    replier.settimeout(5.0)
+    received = threading.Event()
+
+    def answer_all_at_once() -> None:
+        # Collect every request, then answer them together (while the test blocks its loop).
+        requests = [replier.recvfrom(65_535) for _ in range(count)]
+        received.set()
+        for data, addr in requests:
+            request = snmp_ber.decode_message(data)
+            reply = snmp_ber.Message(
+                request.version, request.community, snmp_ber.RESPONSE, request.request_id,
+                0, 0, [Varbind(UPTIME, "TimeTicks", 4200)],
+            )  # fmt: skip
+            replier.sendto(snmp_ber.encode_message(reply), addr)
+
+    thread = threading.Thread(target=answer_all_at_once, daemon=True)
+    thread.start()
+    codec = V2cCodec(retries=0)
+    host, port = replier.getsockname()[:2]
+    creds = SnmpCredentials("2c", community="c0mmunity")
+    polls = [
+        asyncio.create_task(
+            codec.fetch(
+                PollTarget(f"r{n}", Endpoint(Protocol.SNMP, host, port, "if-mib"), creds),
+                [UPTIME],
+                [],
+                budget,
+            )
+        )
+        for n in range(count)
+    ]
+    try:
+        assert await asyncio.to_thread(received.wait, 5.0)
+        thread.join(timeout=5.0)  # the replies are queued in our socket now
+        time.sleep(budget * 2)  # noqa: ASYNC251 - the point: the loop is busy past the deadline
+        results = await asyncio.gather(*polls, return_exceptions=True)
+    finally:
+        await codec.aclose()
+        replier.close()
+    failures = [r for r in results if isinstance(r, BaseException)]
+    assert failures == []
+    assert all(r == [Varbind(UPTIME, "TimeTicks", 4200)] for r in results)

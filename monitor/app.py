@@ -12,7 +12,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -54,7 +53,6 @@ ALERT_EVALUATION = timedelta(seconds=30)
 DISPATCH_EVERY = timedelta(seconds=5)
 # /readyz probes share one database schema check for this long.
 READINESS_CACHE_SECONDS = 5.0
-GIL_SWITCH_SECONDS = 0.0005  # CPython's default is 0.005
 
 
 class _Server(uvicorn.Server):
@@ -239,11 +237,6 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
     """Run until SIGINT/SIGTERM (or `stop` is set), then shut down cleanly."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    # Database calls run on worker threads and hand the GIL back and forth with the event loop
-    # once per row fetched; at CPython's default 5 ms switch interval a 100-row page waited up
-    # to half a second for a busy loop, the API's threads all queued behind such waits, and
-    # status API answers took seconds during polling (bench at 10k routers, docs/performance.md).
-    sys.setswitchinterval(GIL_SWITCH_SECONDS)
     profiles = load_checked_profiles(settings)
     engine = await asyncio.to_thread(prepare_database, settings)
     registry = CollectorRegistry()

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-import uvloop
 from sqlalchemy import Engine
 from tqdm import tqdm
 
@@ -29,6 +28,7 @@ from monitor.logs import configure_logging
 from monitor.store.access import AccessStore
 
 EXIT_FAILURE = 1
+GIL_SWITCH_SECONDS = 0.0005  # CPython's default is 0.005
 EXIT_INVALID = 2
 
 
@@ -153,11 +153,26 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _run(args: argparse.Namespace) -> int:
-    # uvloop: the event loop in C (libuv). Polling 333 routers a second is mostly event-loop
-    # work (timers, sockets, task switches); see docs/performance.md for what it saves.
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(run_daemon(_settings(args)))
+    settings = _settings(args)
+    # Database calls run on worker threads and hand the GIL back and forth with the event loop
+    # once per row fetched; at CPython's default 5 ms switch interval a 100-row page waited up
+    # to half a second for a busy loop, the API's threads all queued behind such waits, and
+    # status API answers took seconds during polling (docs/performance.md). Set here, for the
+    # daemon's process only (it is process-wide).
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
+    # uvloop (libuv) where it exists, the standard loop elsewhere: polling is mostly event-loop
+    # work (timers, sockets, task switches).
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(run_daemon(settings))
     return 0
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    try:
+        import uvloop  # optional: not built for every platform
+    except ImportError:
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -93,3 +93,19 @@ async def test_a_caller_that_gives_up_does_not_cancel_the_shared_count() -> None
     assert await patient == 10
     assert impatient.cancelled()
     assert len(count.asked) == 1
+
+
+async def test_a_count_slower_than_its_seconds_is_not_started_twice() -> None:
+    count, clock = Counter(), Clock()
+    count.gate.clear()
+    totals = Totals(count, seconds=5.0, clock=clock)
+    first = asyncio.create_task(totals.get(None, None))
+    await asyncio.sleep(0)
+    clock.now += 60.0  # the count is still running a minute later
+    second = asyncio.create_task(totals.get(None, None))
+    await asyncio.sleep(0)
+    count.gate.set()
+    assert await asyncio.gather(first, second) == [10, 10]
+    clock.now += 4.9  # kept from when it finished
+    assert await totals.get(None, None) == 10
+    assert len(count.asked) == 1

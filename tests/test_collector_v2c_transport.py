@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from typing import cast
 
 import pytest
+import uvloop
 
 from monitor.collectors import snmp_ber
 from monitor.collectors.convert import Varbind
 from monitor.collectors.snmp_codec import CodecError, Walk
-from monitor.collectors.v2c import ByVersion, V2cCodec
+from monitor.collectors.v2c import WINDOW_BOUNDS, ByVersion, V2cCodec
 from monitor.model import Endpoint, FailureKind, PollTarget, Protocol, SnmpCredentials
 
 UPTIME = "1.3.6.1.2.1.1.3.0"
@@ -202,20 +203,31 @@ async def test_v3_goes_to_pysnmp_and_v2c_to_the_lean_codec(agent):
     assert [t.snmp.version for t in reference.targets if t.snmp] == ["3"]
 
 
-async def test_replies_queued_while_the_loop_was_busy_beat_their_timers() -> None:
+@pytest.mark.parametrize("loop_factory", [asyncio.new_event_loop, uvloop.new_event_loop])
+def test_replies_queued_while_the_loop_was_busy_beat_their_timers(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
     """A burst of replies that queued while the event loop was blocked is read before the
-    requests' timers run: an asyncio datagram transport reads one per loop turn, so all but
-    one of these would time out."""
-    count, budget = 50, 0.3
+    requests' timers run, on the standard loop and on uvloop (the daemon's): an asyncio
+    datagram transport reads one per loop turn, so all but one of these would time out."""
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(_replies_queued_while_the_loop_was_busy())
+
+
+async def _replies_queued_while_the_loop_was_busy() -> None:
+    # No more requests than the smallest window, so all are in flight whatever the kernel's
+    # buffer limits.
+    count, budget = WINDOW_BOUNDS[0], 0.3
     replier = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     replier.bind(("127.0.0.1", 0))
     replier.settimeout(5.0)
-    received = threading.Event()
+    received, go = threading.Event(), threading.Event()
 
     def answer_all_at_once() -> None:
-        # Collect every request, then answer them together (while the test blocks its loop).
+        # Collect every request, then answer them together once the test's loop is blocked.
         requests = [replier.recvfrom(65_535) for _ in range(count)]
         received.set()
+        go.wait(5.0)
         for data, addr in requests:
             request = snmp_ber.decode_message(data)
             reply = snmp_ber.Message(
@@ -242,7 +254,9 @@ async def test_replies_queued_while_the_loop_was_busy_beat_their_timers() -> Non
     ]
     try:
         assert await asyncio.to_thread(received.wait, 5.0)
-        thread.join(timeout=5.0)  # the replies are queued in our socket now
+        # From here the loop is blocked: the replies queue in our socket, the deadlines pass.
+        go.set()
+        thread.join(timeout=5.0)
         time.sleep(budget * 2)  # noqa: ASYNC251 - the point: the loop is busy past the deadline
         results = await asyncio.gather(*polls, return_exceptions=True)
     finally:

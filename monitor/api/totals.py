@@ -11,6 +11,7 @@ a change by up to `TOTAL_SECONDS` (docs/api.md says so).
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable, Collection
 from typing import Final
@@ -36,7 +37,9 @@ class Totals:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._count = count
-        self._kept: TTLCache[Key, asyncio.Task[int]] = TTLCache(scopes, seconds, timer=clock)
+        # Kept from when a count finished (not started): a slow count is not started twice.
+        self._kept: TTLCache[Key, int] = TTLCache(scopes, seconds, timer=clock)
+        self._counting: dict[Key, asyncio.Task[int]] = {}
 
     async def get(
         self, organisations: Collection[str] | None, states: Collection[str] | None
@@ -47,9 +50,18 @@ class Totals:
             None if organisations is None else frozenset(organisations),
             None if states is None else frozenset(states),
         )
-        task = self._kept.get(key)
-        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+        kept = self._kept.get(key)
+        if kept is not None:
+            return kept
+        task = self._counting.get(key)
+        if task is None:
             task = asyncio.ensure_future(self._count(*key))
-            self._kept[key] = task
+            self._counting[key] = task
+            task.add_done_callback(functools.partial(self._settled, key))
         # shield: one caller giving up (client gone) must not cancel the count the others share.
         return await asyncio.shield(task)
+
+    def _settled(self, key: Key, task: asyncio.Task[int]) -> None:
+        self._counting.pop(key, None)
+        if not task.cancelled() and task.exception() is None:
+            self._kept[key] = task.result()

@@ -75,6 +75,7 @@ class _Socket:
         self.pending: dict[int, _Pending] = {}
         self.by_address: dict[Address, set[int]] = {}
         self._next_id = random.randrange(1, 2**31 - 1)  # noqa: S311 - not a secret, a nonce
+        self.refused = 0  # sends the kernel refused
         self._loop = asyncio.get_running_loop()
         self._sock: socket.socket | None = socket.socket(family, socket.SOCK_DGRAM)
         try:
@@ -124,9 +125,18 @@ class _Socket:
     def _send(self, payload: bytes, address: Address) -> None:
         if self._sock is None:
             return
-        # Refused (buffer full, or an ICMP error queued from an earlier datagram): as lost.
-        with contextlib.suppress(OSError):
+        try:
             self._sock.sendto(payload, address)
+        except OSError as exc:
+            # Refused (send buffer full, or an ICMP error queued from an earlier datagram):
+            # as if lost on the way; the request's next attempt resends it. Said once, since a
+            # router's timeout may then be ours.
+            self.refused += 1
+            if self.refused == 1:
+                _LOG.warning(
+                    "SNMP v2c socket refused a send (%s); counted as lost and retried",
+                    type(exc).__name__,
+                )
 
     def _readable(self) -> None:
         sock = self._sock

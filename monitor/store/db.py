@@ -127,15 +127,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         # WAL lets the API read while the poller writes; busy_timeout makes writers queue.
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
-        # In WAL mode NORMAL fsyncs at checkpoints, not at every commit: a commit survives the
-        # daemon being killed, and a power cut can only roll back to an earlier consistent
-        # state. Counter readings and the bytes counted from them are one transaction
-        # (monitor.store.batch), so after such a rollback the next poll counts those bytes
-        # again from the older readings: none lost, none twice.
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        # A page cache that holds the hot tables of a large fleet (the default is 2 MiB), and
-        # reads through a memory map rather than a read() call per page: both cut the CPU of
-        # the batched writes and the API's reads at 100k routers (docs/performance.md).
+        # A page cache that holds the hot tables of a large fleet (the default is 2 MiB; it is
+        # mostly the batch writer's: a reader's cache is dropped whenever another connection
+        # commits), and reads through a memory map rather than a read() call per page.
         cursor.execute(f"PRAGMA cache_size=-{_SQLITE_CACHE_KIB}")
         cursor.execute(f"PRAGMA mmap_size={_SQLITE_MMAP_BYTES}")
     finally:

@@ -373,6 +373,8 @@ async def test_a_commit_that_fails_in_the_writer_is_in_doubt_and_applied_once(
     for n, router_id in enumerate(ROUTERS):
         state = usage(router_id, 0, 1000, f"{SIM}{n}")
         pending.add_usage(state, [UsageDelta(router_id, state.iccid, MONTH, 1000, 0)], T0, MONTH)
+        went = Transition(router_id, T0, Health.ONLINE, Health.UNREACHABLE, "no answer")
+        pending.add_health(HealthState(router_id, Health.UNREACHABLE, T0, last_at=T0), went)
     batch = pending.take(100)
     result = writer.write(batch)
     assert result.in_doubt
@@ -381,6 +383,8 @@ async def test_a_commit_that_fails_in_the_writer_is_in_doubt_and_applied_once(
     assert not again.unwritten
     assert sorted(again.already) == sorted(ROUTERS)
     assert stored_totals(db) == dict.fromkeys(ROUTERS, 1000)
+    # The transition history too: written by the commit in doubt, not again by the retry.
+    assert [len(HealthStore(db).transitions(r)) for r in ROUTERS] == [1] * len(ROUTERS)
 
 
 def test_transitions_in_flight_count_against_the_cap() -> None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.model import Health, HealthState, Transition
-from monitor.store.db import as_utc, insert_for, reading, upsert, writing
+from monitor.store.db import as_utc, insert_for, reading, writing
 from monitor.store.tables import HealthStateRow, HealthTransitionRow
 
 
@@ -52,24 +52,14 @@ def write_health(
     session: Session, state: HealthState | None, transitions: Sequence[Transition]
 ) -> None:
     """Store a health state and append transitions (within the caller's transaction)."""
-    if state is not None:
-        _upsert(session, state)
-    session.add_all(
-        HealthTransitionRow(
-            router_id=transition.router_id,
-            at=transition.at,
-            from_state=transition.from_state.value,
-            to_state=transition.to_state.value,
-            reason=transition.reason[:500],
-        )
-        for transition in transitions
-    )
+    write_healths(session, [state] if state is not None else [], transitions)
 
 
 def write_healths(
     session: Session, states: Sequence[HealthState], transitions: Sequence[Transition]
 ) -> None:
-    """Store many health states and append transitions: one statement each, executed for each."""
+    """Store many health states and append transitions: one statement each, executed for each.
+    A transition already stored (same router, time and new state: a retried batch) is skipped."""
     if states:
         rows = [_values(state) for state in states]
         statement = insert_for(session, HealthStateRow)
@@ -81,7 +71,9 @@ def write_healths(
         )
     if transitions:
         session.execute(
-            insert(HealthTransitionRow),
+            insert_for(session, HealthTransitionRow).on_conflict_do_nothing(
+                index_elements=["router_id", "at", "to_state"]
+            ),
             [
                 {
                     "router_id": transition.router_id,
@@ -104,10 +96,6 @@ def _values(state: HealthState) -> dict[str, Any]:
         "pending_since": state.pending_since,
         "last_at": state.last_at,
     }
-
-
-def _upsert(session: Session, state: HealthState) -> None:
-    upsert(session, HealthStateRow, _values(state), "router_id")
 
 
 def _state(row: HealthStateRow) -> HealthState:

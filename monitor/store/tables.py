@@ -226,7 +226,11 @@ class HealthTransitionRow(Base):
     """A recorded change of a router's health, with its reason (history is kept)."""
 
     __tablename__ = "health_transitions"
-    __table_args__ = (Index("ix_health_transitions_router_id_at", "router_id", "at"),)
+    # Unique: a batch retried after a lost commit answer inserts its transitions again, and
+    # they are skipped (ON CONFLICT DO NOTHING); also the index the history is read by.
+    __table_args__ = (
+        Index("uq_health_transitions_once", "router_id", "at", "to_state", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     router_id: Mapped[str] = mapped_column(String(64))

@@ -160,3 +160,36 @@ def active_alerts(url: str) -> list[dict[str, Any]]:
     reply.raise_for_status()
     alerts: list[dict[str, Any]] = reply.json()
     return alerts
+
+
+async def test_an_evaluation_lets_the_loop_run_between_slices_and_fires_the_same(
+    migrated: Engine,
+    fleet: EmulatedFleet,  # noqa: F811
+    clock: FakeClock,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("monitor.alerts.engine.EVALUATION_SLICE", 1)
+    register(migrated, fleet.routers)
+    track = tracker(migrated)
+    engine = engine_for(migrated, track)
+    await minutes(fleet, clock, track, engine, 4)
+    victim = fleet.routers[0]
+    victim.life.power(clock.now, False)
+    await minutes(fleet, clock, track, engine, 18)
+
+    turns = 0
+
+    async def ticking() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    ticker = asyncio.create_task(ticking())
+    await asyncio.sleep(0)
+    before = turns
+    await engine.evaluate(clock.utc())
+    ticker.cancel()
+    assert turns - before >= len(fleet.routers) - 1  # a turn between every two routers
+    firing = [a for a in engine.alerts.values() if a.state is AlertState.FIRING]
+    assert [(a.rule, a.router_id) for a in firing] == [(Rule.ROUTER_OFFLINE, victim.life.router_id)]

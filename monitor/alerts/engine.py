@@ -18,13 +18,14 @@ from monitor.core.lifecycle import OutageRules, advance_all, group_outages
 from monitor.core.rules import AlertRules, evaluate, overdue
 from monitor.errors import StoreError
 from monitor.metrics import DaemonMetrics
-from monitor.model import Alert, AlertState, Router, Rule
+from monitor.model import Alert, AlertState, Condition, Router, Rule
 from monitor.store import AlertStore, SupportRequests
 from monitor.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
 Routers = Callable[[], Sequence[Router] | None]  # None: not known yet, do not evaluate
+EVALUATION_SLICE = 2_000  # routers evaluated between two turns of the event loop
 
 
 class AlertEngine:
@@ -59,14 +60,18 @@ class AlertEngine:
 
     async def evaluate(self, now: datetime) -> None:
         """One evaluation of every router's rules at `now` (none while the routers are unknown)."""
-        routers = self._routers()
-        if routers is None:
+        known = self._routers()
+        if known is None:
             return
-        conditions = [
-            condition
-            for router in routers
-            for condition in evaluate(self._tracker.facts(router, now), now, self._rules)
-        ]
+        routers = list(known)  # this evaluation's fleet, whatever a refresh does meanwhile
+        conditions: list[Condition] = []
+        for start in range(0, len(routers), EVALUATION_SLICE):
+            if start:
+                # 100k routers take about a second: let polls and API calls run in between
+                # (each router's facts are read whole; the alerts change only below).
+                await asyncio.sleep(0)
+            for router in routers[start : start + EVALUATION_SLICE]:
+                conditions += evaluate(self._tracker.facts(router, now), now, self._rules)
         conditions = group_outages(conditions, self.alerts, now, self._outage)
         if self._requests is not None:
             try:

@@ -67,8 +67,9 @@ class AlertEngine:
         conditions: list[Condition] = []
         for start in range(0, len(routers), EVALUATION_SLICE):
             if start:
-                # 100k routers take about a second: let polls and API calls run in between
-                # (each router's facts are read whole; the alerts change only below).
+                # 100k routers take about a second: let polls and API calls run in between.
+                # The alerts change only below; a router's facts may be a poll newer than
+                # `now` in a later slice, which at worst moves a change to the next evaluation.
                 await asyncio.sleep(0)
             for router in routers[start : start + EVALUATION_SLICE]:
                 conditions += evaluate(self._tracker.facts(router, now), now, self._rules)

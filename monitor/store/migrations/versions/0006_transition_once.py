@@ -23,9 +23,15 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     """Remove duplicate transitions, then make (router_id, at, to_state) unique."""
+    # A correlated EXISTS, served by the (router_id, at) index still in place: NOT IN over a
+    # grouped subquery degrades to a quadratic scan on PostgreSQL once it outgrows work_mem.
     op.execute(
-        "DELETE FROM health_transitions WHERE id NOT IN ("
-        " SELECT MIN(id) FROM health_transitions GROUP BY router_id, at, to_state)"
+        "DELETE FROM health_transitions WHERE EXISTS ("
+        " SELECT 1 FROM health_transitions AS older"
+        " WHERE older.router_id = health_transitions.router_id"
+        " AND older.at = health_transitions.at"
+        " AND older.to_state = health_transitions.to_state"
+        " AND older.id < health_transitions.id)"
     )
     op.drop_index("ix_health_transitions_router_id_at", table_name="health_transitions")
     op.create_index(
@@ -37,6 +43,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Back to the plain (router_id, at) index."""
+    """Back to the plain (router_id, at) index (the duplicates removed stay removed)."""
     op.drop_index("uq_health_transitions_once", table_name="health_transitions")
     op.create_index("ix_health_transitions_router_id_at", "health_transitions", ["router_id", "at"])

@@ -170,13 +170,8 @@ async def test_an_evaluation_lets_the_loop_run_between_slices_and_fires_the_same
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr("monitor.alerts.engine.EVALUATION_SLICE", 1)
-    register(migrated, fleet.routers)
-    track = tracker(migrated)
-    engine = engine_for(migrated, track)
-    await minutes(fleet, clock, track, engine, 4)
     victim = fleet.routers[0]
-    victim.life.power(clock.now, False)
-    await minutes(fleet, clock, track, engine, 18)
+    track, engine, _ = await offline_fired(migrated, fleet, clock, victim)
 
     turns = 0
     seen: list[int] = []  # the loop turns counted when each router's facts were read

@@ -28,8 +28,8 @@ from monitor.logs import configure_logging
 from monitor.store.access import AccessStore
 
 EXIT_FAILURE = 1
-GIL_SWITCH_SECONDS = 0.0005  # CPython's default is 0.005
 EXIT_INVALID = 2
+GIL_SWITCH_SECONDS = 0.0005  # CPython's default is 0.005
 
 
 def main(argv: Sequence[str] | None = None) -> int:

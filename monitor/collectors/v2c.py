@@ -82,7 +82,7 @@ class _Socket:
             self._sock.setblocking(False)
             wildcard = "::" if family == socket.AF_INET6 else "0.0.0.0"  # noqa: S104
             self._sock.bind((wildcard, 0))
-            received = self._buffers(self._sock)
+            received, sent = self._buffers(self._sock)
             self._loop.add_reader(self._sock.fileno(), self._readable)
         except BaseException:
             self._sock.close()
@@ -90,26 +90,25 @@ class _Socket:
         low, high = WINDOW_BOUNDS
         self.window = max(low, min(high, received // REPLY_COST))
         self._slots = asyncio.Semaphore(self.window)
+        _LOG.debug(
+            "SNMP v2c socket: receive buffer %d bytes, send buffer %d (asked %d; capped by "
+            "net.core.rmem_max/wmem_max); at most %d requests in flight",
+            received,
+            sent,
+            SOCKET_BUFFER,
+            self.window,
+        )
 
     @staticmethod
-    def _buffers(sock: socket.socket) -> int:
-        """Ask for large buffers; the effective receive buffer."""
+    def _buffers(sock: socket.socket) -> tuple[int, int]:
+        """Ask for large buffers; the effective (receive, send) buffers."""
         effective: dict[int, int] = {}
         for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
             # Refused outright: keep the default, the window adapts to it.
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
             effective[option] = sock.getsockopt(socket.SOL_SOCKET, option)
-        received = effective[socket.SO_RCVBUF]
-        _LOG.debug(
-            "SNMP v2c socket: receive buffer %d bytes, send buffer %d (asked %d; capped by "
-            "net.core.rmem_max/wmem_max); at most %d requests in flight",
-            received,
-            effective[socket.SO_SNDBUF],
-            SOCKET_BUFFER,
-            max(WINDOW_BOUNDS[0], min(WINDOW_BOUNDS[1], received // REPLY_COST)),
-        )
-        return received
+        return effective[socket.SO_RCVBUF], effective[socket.SO_SNDBUF]
 
     def close(self) -> None:
         """Close the socket; requests still waiting fail as timeouts."""

@@ -165,10 +165,12 @@ def target_of(entry: dict[str, Any]) -> PollTarget:
     return PollTarget(entry["id"], endpoint, snmp, http)
 
 
-def write_config(path: Path, entries: list[dict[str, Any]], port: int, interval: float) -> None:
+def write_config(
+    path: Path, entries: list[dict[str, Any]], port: int, interval: float, api_port: int
+) -> None:
     config = {
         "database": {"url": f"sqlite:///{path.parent / 'bench.db'}"},
-        "http": {"listen": f"127.0.0.1:{port}"},
+        "http": {"listen": f"127.0.0.1:{port}", "api_listen": f"127.0.0.1:{api_port}"},
         "poll": {"interval": f"{interval:g}s", "timeout": f"{min(5.0, interval / 2):g}s", "concurrency": 2000},
         "log": {"level": "warning"},
         "profiles": {"directory": str(ROOT / "config" / "profiles")},
@@ -237,10 +239,14 @@ async def fetch(session: aiohttp.ClientSession, url: str) -> tuple[int, bytes]:
 async def run_daemon_phase(
     entries: list[dict[str, Any]], work: Path, interval: float, cycles: int
 ) -> dict[str, Any]:
-    port = free_port()
+    port, api_port = free_port(), free_port()
     config = work / "monitor.yaml"
-    write_config(config, entries, port, interval)
+    write_config(config, entries, port, interval, api_port)
     base = f"http://127.0.0.1:{port}"
+    # The status API under load: `monitor api` (its own process, reading the database: what a
+    # large fleet runs), or with BENCH_API=daemon the daemon's own /api/v1.
+    in_daemon = os.environ.get("BENCH_API", "process") == "daemon"
+    api_base = base if in_daemon else f"http://127.0.0.1:{api_port}"
     auth = {"Authorization": f"Bearer {create_token(config)}"}
     api_seconds = float(os.environ.get("BENCH_API_SECONDS", min(interval, 60.0)))
     log = (work / "daemon.log").open("w")
@@ -248,24 +254,35 @@ async def run_daemon_phase(
         [str(ROOT / ".venv" / "bin" / "monitor"), "run", "--config", str(config)],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    out: dict[str, Any] = {"pid": daemon.pid}
+    out: dict[str, Any] = {"pid": daemon.pid, "api_in": "daemon" if in_daemon else "process"}
+    api: subprocess.Popen[bytes] | None = None
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-            started = time.monotonic()
-            while True:
-                if daemon.poll() is not None:
-                    raise RuntimeError(f"daemon exited; see {work / 'daemon.log'}")
-                try:
-                    status, _ = await fetch(session, base + "/readyz")
-                    if status == 200:
-                        break
-                except aiohttp.ClientError:
-                    pass
-                if time.monotonic() - started > 900:
-                    raise RuntimeError("daemon not ready within 900 s")
-                await asyncio.sleep(0.5)
-            out["startup_s"] = time.monotonic() - started
-            async with session.get(base + "/api/v1/routers", headers=auth) as answer:
+
+            async def ready(process: subprocess.Popen[bytes], url: str, name: str) -> float:
+                started = time.monotonic()
+                while True:
+                    if process.poll() is not None:
+                        raise RuntimeError(f"{name} exited; see {work / (name + '.log')}")
+                    try:
+                        status, _ = await fetch(session, url + "/readyz")
+                        if status == 200:
+                            return time.monotonic() - started
+                    except aiohttp.ClientError:
+                        pass
+                    if time.monotonic() - started > 900:
+                        raise RuntimeError(f"{name} not ready within 900 s")
+                    await asyncio.sleep(0.5)
+
+            out["startup_s"] = await ready(daemon, base, "daemon")
+            if not in_daemon:
+                api = subprocess.Popen(  # noqa: S603
+                    [str(ROOT / ".venv" / "bin" / "monitor"), "api", "--config", str(config)],
+                    stdout=(work / "api.log").open("w"), stderr=subprocess.STDOUT,
+                )  # fmt: skip
+                await ready(api, api_base, "api")
+            api_pid = api.pid if api is not None else daemon.pid
+            async with session.get(api_base + "/api/v1/routers", headers=auth) as answer:
                 status = answer.status
             out["api_path"] = "/api/v1/routers" if status == 200 else "/readyz"
             emulator_pid = int(os.environ["BENCH_EMULATOR_PID"])
@@ -309,13 +326,14 @@ async def run_daemon_phase(
             # Then polling with the status API under load: first alone, then with a /metrics
             # scrape every 10 s (as Prometheus would), each for half of BENCH_API_SECONDS.
             load_cpu0 = cpu_seconds(daemon.pid)
+            api_cpu0 = cpu_seconds(api_pid)
             kernel0 = kernel_counters()
-            path = base + out["api_path"]
+            path = api_base + out["api_path"]
             # The support portal's own query: one router by IMEI, for routers spread over the
             # fleet (the first 1,000 of a shuffled list: a page-cache mix, not one hot row).
             rng = random.Random(7)
             picked = rng.sample(entries, min(1000, len(entries)))
-            details = [f"{base}/api/v1/routers/{e['imei']}" for e in picked]
+            details = [f"{api_base}/api/v1/routers/{e['imei']}" for e in picked]
             for phase in ("api", "api_detail", "api_scraped"):
                 stop = asyncio.Event()
                 phase_started = time.monotonic()
@@ -331,6 +349,8 @@ async def run_daemon_phase(
                 out[phase], out[f"{phase}_failed"] = await load
                 out[f"{phase}_s"] = time.monotonic() - phase_started
             out["load_cpu_s"] = cpu_seconds(daemon.pid) - load_cpu0
+            out["api_cpu_s"] = cpu_seconds(api_pid) - api_cpu0
+            out["api_rss"] = rss_bytes(api_pid)
             out["load_kernel"] = drops_since(kernel0)
             out["load_sockets"] = udp_sockets({"daemon": daemon.pid, "emulator": emulator_pid})
             out["load_s"] = api_seconds * 1.5  # three phases of half of it
@@ -356,11 +376,14 @@ async def run_daemon_phase(
         )
         return out
     finally:
-        daemon.terminate()
-        try:
-            daemon.wait(30)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
+        for process in (api, daemon):
+            if process is None:
+                continue
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
         log.close()
 
 
@@ -589,6 +612,9 @@ async def main() -> None:
                   f"{len(api) / took:.0f} answered 200 ({d[phase + '_failed']} not), "
                   f"p50 {p50:.1f} ms, p99 {p99:.1f} ms")  # fmt: skip
         load_s = d["api_s"] + d["api_detail_s"] + d["api_scraped_s"]
+        print(f"status API served by: {d['api_in']}" + (
+            f" (`monitor api`): {d['api_cpu_s'] / load_s:.2f} cores under load, RSS "
+            f"{d['api_rss'] / 2**20:.0f} MiB" if d["api_in"] == "process" else ""))  # fmt: skip
         print(f"daemon under API load: {d['load_cpu_s'] / load_s:.2f} cores; kernel meanwhile: "
               f"{d['load_kernel']}; " + "; ".join(d["load_sockets"]))  # fmt: skip
         best = min(d["metrics"])

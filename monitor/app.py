@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -29,6 +29,7 @@ from monitor.alerts.notify import AlertmanagerNotifier, EmailNotifier, Notifier,
 from monitor.alerts.servicenow import ServiceNowPortal
 from monitor.alerts.support import SupportDispatcher
 from monitor.api import StatusSources, create_api
+from monitor.api.sources import Tracked, held
 from monitor.collectors.base import Collector
 from monitor.collectors.hilink import HilinkCollector
 from monitor.collectors.snmp import SnmpCollector
@@ -55,7 +56,7 @@ DISPATCH_EVERY = timedelta(seconds=5)
 READINESS_CACHE_SECONDS = 5.0
 
 
-class _Server(uvicorn.Server):
+class UvicornServer(uvicorn.Server):
     """uvicorn without its own signal handling: the daemon owns SIGINT and SIGTERM."""
 
     @contextlib.contextmanager
@@ -224,13 +225,37 @@ def _quiet_pysnmp_garbage(loop: asyncio.AbstractEventLoop, context: dict[str, An
     loop.default_exception_handler(context)
 
 
-def listen_socket(address: HostPort) -> socket.socket:
-    """Bind the HTTP listening socket now, so a taken port is a clear startup error."""
+def listen_socket(address: HostPort, key: str = "http.listen") -> socket.socket:
+    """Bind the HTTP listening socket now, so a taken port is a clear startup error naming the
+    setting (`key`) that chose it."""
     try:
         return socket.create_server((address.host, address.port), backlog=512)
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        raise StartupError(f"http.listen {address}: cannot listen: {reason}") from exc
+        raise StartupError(f"{key} {address}: cannot listen: {reason}") from exc
+
+
+def schema_check(engine: Engine) -> Callable[[], Awaitable[str]]:
+    """The database part of /readyz: "ok" if the database answers at the newest schema, else
+    why not. The check costs a connection and a query, so probes at any rate share one result
+    for `READINESS_CACHE_SECONDS` (one check at a time)."""
+    checked: dict[str, Any] = {"until": float("-inf"), "result": ""}
+    checking = asyncio.Lock()
+
+    async def check() -> str:
+        loop = asyncio.get_running_loop()
+        async with checking:
+            if loop.time() < checked["until"]:
+                return str(checked["result"])
+            try:
+                current, head = await asyncio.to_thread(store.schema_status, engine)
+                result = "ok" if current == head else f"schema {current}, want {head}"
+            except Exception as exc:  # noqa: BLE001 - any failure means "not ready", with why
+                result = f"unreachable: {type(exc).__name__}"
+            checked.update(until=loop.time() + READINESS_CACHE_SECONDS, result=result)
+            return result
+
+    return check
 
 
 async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> None:
@@ -310,22 +335,7 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
         drain=drain,
     )
 
-    # The schema check costs a connection and a query: probes at any rate share one result
-    # for a few seconds (one check at a time).
-    schema_checked: dict[str, Any] = {"until": 0.0, "result": ""}
-    schema_checking = asyncio.Lock()
-
-    async def database_check() -> str:
-        async with schema_checking:
-            if loop.time() < schema_checked["until"]:
-                return str(schema_checked["result"])
-            try:
-                current, head = await asyncio.to_thread(store.schema_status, engine)
-                result = "ok" if current == head else f"schema {current}, want {head}"
-            except Exception as exc:  # noqa: BLE001 - any failure means "not ready", with why
-                result = f"unreachable: {type(exc).__name__}"
-            schema_checked.update(until=loop.time() + READINESS_CACHE_SECONDS, result=result)
-            return result
+    database_check = schema_check(engine)
 
     async def readiness() -> tuple[bool, dict[str, str]]:
         checks: dict[str, str] = {"database": await database_check()}
@@ -338,8 +348,8 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
         tracker.series.render,
         StatusSources.build(
             engine,
-            tracker,
-            lambda: alert_engine.alerts.values(),
+            Tracked(tracker),
+            held(lambda: alert_engine.alerts.values()),
             settings.data_cap.bytes,
             settings.zone,
             password_cipher(os.environ),  # its key is never in the config file (docs/api.md)
@@ -352,7 +362,7 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
         ),
     )
     config = uvicorn.Config(api, log_config=None, access_log=False, lifespan="off")
-    server = _Server(config)
+    server = UvicornServer(config)
 
     def on_signal(signum: int) -> None:
         if stop.is_set():

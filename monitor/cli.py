@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from tqdm import tqdm
 
 from monitor import __version__, demo, importer, store
+from monitor.api_process import run_api
 from monitor.app import load_checked_profiles, password_cipher, run_daemon
 from monitor.config import Settings, load_settings
 from monitor.core.access import Role, role_problem
@@ -26,6 +27,7 @@ from monitor.emulator.fleet import DEFAULT_MIX, parse_mix
 from monitor.errors import ImportRejected, InvalidInput, MonitorError, Problem
 from monitor.logs import configure_logging
 from monitor.store.access import AccessStore
+from monitor.units import HostPort, parse_host_port
 
 EXIT_FAILURE = 1
 EXIT_INVALID = 2
@@ -60,6 +62,18 @@ def _parser() -> argparse.ArgumentParser:
 
     run = command("run", _run, "run the daemon until Ctrl-C or SIGTERM")
     _config_option(run)
+
+    api = command(
+        "api",
+        _api,
+        "serve the status API from the database in a process of its own (large fleets: "
+        "docs/api.md), until Ctrl-C or SIGTERM",
+    )
+    _config_option(api)
+    api.add_argument(
+        "--listen", type=_host_port, default=None, metavar="HOST:PORT",
+        help="where to listen (default: the config's http.api_listen, 127.0.0.1:8081)",
+    )  # fmt: skip
 
     demo_run = command("demo", _demo, "run the daemon against an emulated fleet on loopback")
     _config_option(demo_run)
@@ -167,6 +181,14 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _api(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)  # as for `run`: database calls run on threads
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(run_api(settings, args.listen))
+    return 0
+
+
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     try:
         import uvloop  # optional: not built for every platform
@@ -204,6 +226,13 @@ def _count(text: str) -> int:
     if not text.isdigit() or not 0 < int(text) <= 200_000:
         raise argparse.ArgumentTypeError("must be a number of routers from 1 to 200000")
     return int(text)
+
+
+def _host_port(text: str) -> HostPort:
+    try:
+        return parse_host_port(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _mix(text: str) -> dict[str, int]:

@@ -69,6 +69,8 @@ class HttpSettings(Section):
     """The status API, /metrics and /healthz."""
 
     listen: ListenAddress = units.HostPort("127.0.0.1", 8080)
+    # Where `monitor api` (the status API in a process of its own, for large fleets) listens.
+    api_listen: ListenAddress = units.HostPort("127.0.0.1", 8081)
     # If set, /metrics wants `Authorization: Bearer <it>` (its series name every tenant's routers).
     metrics_token: SecretStr | None = None
 

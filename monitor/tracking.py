@@ -4,7 +4,9 @@ The scheduler hands every result here. A `Sample` goes through the usage core (d
 and SIM) and every result through the health state machine. The in-memory state is what the
 live process reads (API, metrics, alerts); what the database needs is queued and written behind
 the poll path in batches (`monitor.writeback`), each router's new readings with the bytes they
-counted in one transaction, so the database stays the truth a restart resumes from.
+counted in one transaction, so the database stays the truth a restart resumes from. Each poll
+also queues the router's live record (poll status, cap month, rate: `monitor.store.live`), which
+the status API reads when it runs in a process of its own (`monitor api`).
 
 An ICCID a router reports is used only if it looks like one (18 to 22 digits, the last may be a
 hex F): anything else is treated as not reported, logged once per router, so that one router's
@@ -37,6 +39,7 @@ from monitor.model import (
     HealthState,
     Identity,
     LinkState,
+    LiveRecord,
     MonthUsage,
     Organisation,
     OrganisationKind,
@@ -138,6 +141,9 @@ class Tracker:
         if transition is not None or _damping_changed(previous, state):
             self.writes.add_health(state, transition)
         self.health_states[router_id] = state
+        usage = self.usage_states.get(router_id)
+        rate = usage.recent_rate if usage is not None else None
+        self.writes.add_live(LiveRecord(router_id, self.board.get(router_id), month, rate))
         if transition is not None:
             log.info(
                 "router %s: %s -> %s: %s",

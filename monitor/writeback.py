@@ -33,7 +33,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from monitor.errors import StoreError
-from monitor.model import HealthState, MonthUsage, Transition, UsageDelta, UsageState
+from monitor.model import (
+    HealthState,
+    LiveRecord,
+    MonthUsage,
+    Transition,
+    UsageDelta,
+    UsageState,
+)
 from monitor.store.batch import (
     ANY_BASE,
     BatchResult,
@@ -117,6 +124,11 @@ class WriteBehind:
                 "store queue full: health transition history is being dropped until the "
                 "database catches up (current states are kept)"
             )
+        self._poke()
+
+    def add_live(self, record: LiveRecord) -> None:
+        """Queue what a router shows readers in other processes (written with its batch)."""
+        self.pending.add_live(record)
         self._poke()
 
     def cap_total(self, key: CapKey, router_id: str) -> MonthUsage | None:

@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 
 from monitor.api import StatusSources, create_api
 from monitor.api.auth import TOKEN_SECONDS
+from monitor.api.sources import Tracked, held
 from monitor.core.access import Role, role_problem
 from monitor.core.rules import RouterFacts
 from monitor.core.status import StatusBoard
@@ -117,6 +118,7 @@ class World:
     callers: list[Caller]
     routers: dict[str, Router]  # by organisation
     alerts: list[Alert]
+    live: FakeLive
 
     def caller(self, role: Role, organisation: str | None) -> Caller:
         return next(c for c in self.callers if c.role is role and c.organisation == organisation)
@@ -172,15 +174,15 @@ def build_world(engine: Engine, cipher: PasswordCipher | None = None) -> World:
         live.health[router.id] = HealthState(router.id, state, NOW - timedelta(hours=1))
         health.record(live.health[router.id], None)
     sources = StatusSources(
-        inventory, access, SupportRequests(engine), live, lambda: alerts, CAP, LONDON,
-        cipher, clock=lambda: NOW,
+        inventory, access, SupportRequests(engine), Tracked(live), held(lambda: alerts), CAP,
+        LONDON, cipher, clock=lambda: NOW,
     )  # fmt: skip
 
     async def ready() -> tuple[bool, dict[str, str]]:
         return True, {}
 
     client = TestClient(create_api(ready, CollectorRegistry(), str, sources))
-    return World(engine, sources, client, callers, routers, alerts)
+    return World(engine, sources, client, callers, routers, alerts, live)
 
 
 @pytest.fixture
@@ -414,8 +416,7 @@ def test_report_lost_body_is_checked(world: World) -> None:
 def test_router_detail_carries_state_usage_alerts_requests_and_advice(world: World) -> None:
     caller = world.caller(Role.LA_USER, "la-1")
     router = world.routers["school-la1"]
-    live = world.sources.live
-    assert isinstance(live, FakeLive)
+    live = world.live
     live.usage[router.id] = MonthUsage(
         router.id, router.iccid, "2026-11", 15 * 10**9, 6 * 10**9, False, NOW
     )

@@ -173,7 +173,9 @@ def test_grafana_provisioning_matches_compose() -> None:
 def test_compose_stack_is_complete_and_its_files_exist() -> None:
     compose = yaml.safe_load((DOCKER / "compose.yaml").read_text(encoding="utf-8"))
     services = compose["services"]
-    assert set(services) == {"fleet", "monitor", "portal", "prometheus", "alertmanager", "grafana"}
+    assert set(services) == {
+        "fleet", "monitor", "api", "portal", "prometheus", "alertmanager", "grafana"
+    }  # fmt: skip
     for name, service in services.items():
         for volume in service.get("volumes", []):
             source = volume.split(":", 1)[0]
@@ -182,6 +184,11 @@ def test_compose_stack_is_complete_and_its_files_exist() -> None:
         for port in service.get("ports", []):
             assert port.startswith("127.0.0.1:"), f"{name}: publish on loopback only"
     assert services["monitor"]["network_mode"] == "service:fleet"
+    # `monitor api` reads the daemon's database: the same file, on the same volume.
+    assert services["api"]["command"][0] == "api"
+    data = "monitor-data:/var/lib/router-monitor"
+    assert data in services["api"]["volumes"]
+    assert data in services["monitor"]["volumes"]
     assert "monitor" in services["fleet"]["networks"]["default"]["aliases"]
     assert (
         "../config/prometheus/rules.yml:/etc/prometheus/rules/rules.yml:ro"

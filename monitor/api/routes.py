@@ -3,6 +3,8 @@ support requests, each scoped to what the caller's organisation may see."""
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations at runtime,
 # and the `Caller` alias is local to the function that defines them.
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -30,6 +32,7 @@ from monitor.api.sources import StatusSources, blocking
 from monitor.api.totals import Totals
 from monitor.core.access import Principal
 from monitor.core.calendar import cap_reset, month_key
+from monitor.core.rules import RouterFacts
 from monitor.errors import NotFound
 from monitor.model import (
     OPEN_STATES,
@@ -39,6 +42,7 @@ from monitor.model import (
     Health,
     OrganisationKind,
     PollFailure,
+    PollStatus,
     Router,
     Rule,
     SupportRequestKind,
@@ -136,7 +140,9 @@ def read_routes(sources: StatusSources, authenticate: Authenticate) -> APIRouter
             limit=100,
         )
         shown = [SupportRequestOut.of(r, sources.response_due) for r in requests]
-        return detail(sources, found, shown, visible)
+        now = sources.clock()
+        facts, status = await sources.live.view(found, now)
+        return detail(sources, facts, status, await sources.alerts(), shown, visible, now)
 
     @api.get(
         "/organisations/{organisation}/summary",
@@ -162,7 +168,7 @@ def read_routes(sources: StatusSources, authenticate: Authenticate) -> APIRouter
         requests = await blocking(sources.access.open_requests, covers)
         firing = sum(
             1
-            for alert in sources.alerts()
+            for alert in await sources.alerts()
             if alert.state is AlertState.FIRING and alert.organisation_id in covers
         )
         return OrganisationSummary(
@@ -195,7 +201,7 @@ def read_routes(sources: StatusSources, authenticate: Authenticate) -> APIRouter
         organisations = scope(principal, organisation)
         found = [
             alert
-            for alert in list(sources.alerts())
+            for alert in await sources.alerts()
             if in_scope(alert, organisations)
             and (not state or alert.state in state)
             and (rule is None or alert.rule is rule)
@@ -244,17 +250,18 @@ def read_routes(sources: StatusSources, authenticate: Authenticate) -> APIRouter
 
 def detail(
     sources: StatusSources,
-    router: Router,
+    facts: RouterFacts,
+    status: PollStatus | None,
+    alerts: Iterable[Alert],
     requests: list[SupportRequestOut],
     visible: frozenset[str] | None,
+    now: datetime,
 ) -> RouterDetail:
-    """A router's full view from the tracked state (read on the event loop: it is in memory);
-    its alerts only those `visible` may see (None: all)."""
-    now = sources.clock()
-    facts = sources.live.facts(router, now)
+    """A router's full view at `now` from its tracked state and poll status; of `alerts`, its
+    firing ones that `visible` may see (None: all)."""
+    router = facts.router
     health = facts.health
     state = health.state if health is not None else Health.UNKNOWN
-    status = sources.live.board.get(router.id)
     sample = facts.sample
     resets = cap_reset(now, sources.zone)
     usage = facts.usage
@@ -283,7 +290,7 @@ def detail(
         )
     firing = [
         AlertOut.of(alert)
-        for alert in list(sources.alerts())
+        for alert in alerts
         if alert.router_id == router.id
         and alert.state is AlertState.FIRING
         and in_scope(alert, visible)

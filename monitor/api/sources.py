@@ -1,35 +1,58 @@
 """What the status API reads, handed in by the composition root.
 
-The API imports neither the tracker nor the alert engine: it is given a `LiveState` (the
-tracker fits it) and a callable returning the current alerts. Both are in-memory structures the
-event loop mutates, so routes read them on the loop (async routes) and send only database calls
-to a worker thread.
+The API imports neither the tracker nor the alert engine. It is given a `LiveState` and an
+`Alerts` source, of one of two kinds:
+
+- in the daemon's own process, `Tracked` (the tracker's memory) and `held` (the alert engine's):
+  in-memory structures the event loop mutates, read on the loop (async routes);
+- in a process of its own (`monitor api`), `Stored` and `StoredAlerts`: what the poller
+  publishes to the database (`monitor.store.live`, lagging by one batch of writes, half a
+  second) and the alerts its engine stored (re-read at most every `ALERT_SECONDS`).
+
+Database calls go to a worker thread either way.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import ParamSpec, Protocol, TypeVar
+from typing import Final, ParamSpec, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
+from monitor.core.forecast import forecast
 from monitor.core.rules import RouterFacts
 from monitor.core.sla import RESPONSE_WORKING_DAYS, due_at
 from monitor.core.status import StatusBoard
-from monitor.model import Alert, Router
-from monitor.store import Inventory, SupportRequests
+from monitor.model import Alert, PollStatus, Router
+from monitor.store import AlertStore, Inventory, SupportRequests
 from monitor.store.access import AccessStore, PasswordCipher
+from monitor.store.live import LiveStore
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
+ALERT_SECONDS: Final = 2.0
+"""How long alerts read from the database are reused (the engine re-evaluates every 30 s)."""
+
+View = tuple[RouterFacts, PollStatus | None]
+Alerts = Callable[[], Awaitable[Iterable[Alert]]]
+
 
 class LiveState(Protocol):
-    """The tracked state of the routers (`monitor.tracking.Tracker` is one)."""
+    """Where a router's tracked state is read from."""
+
+    async def view(self, router: Router, now: datetime) -> View:
+        """Health, this month's usage and its forecast, the latest sample; the poll status."""
+        ...
+
+
+class TrackedState(Protocol):
+    """The tracker's face (`monitor.tracking.Tracker` is one)."""
 
     @property
     def board(self) -> StatusBoard:
@@ -39,6 +62,73 @@ class LiveState(Protocol):
     def facts(self, router: Router, now: datetime) -> RouterFacts:
         """Health, this month's usage and its forecast, and the latest sample of `router`."""
         ...
+
+
+class Tracked:
+    """The live state in this process's memory (the API served by the daemon itself)."""
+
+    def __init__(self, tracked: TrackedState) -> None:
+        self._tracked = tracked
+
+    async def view(self, router: Router, now: datetime) -> View:
+        """Read on the event loop, which is what changes it."""
+        return self._tracked.facts(router, now), self._tracked.board.get(router.id)
+
+
+class Stored:
+    """The live state the poller publishes to the database (the API in a process of its own)."""
+
+    def __init__(self, engine: Engine, cap_bytes: int, zone: ZoneInfo) -> None:
+        self._store = LiveStore(engine)
+        self._cap_bytes = cap_bytes
+        self._zone = zone
+
+    async def view(self, router: Router, now: datetime) -> View:
+        """The stored record, its forecast projected to `now` as the tracker would."""
+        record, health = await blocking(self._store.read, router.id)
+        status = record.status if record is not None else None
+        month = record.month if record is not None else None
+        projection = None
+        if month is not None:
+            rate = record.rate if record is not None else None
+            projection = forecast(month, self._cap_bytes, now, self._zone, rate)
+        sample = status.last_sample if status is not None else None
+        return RouterFacts(router, health, month, projection, sample), status
+
+
+def held(alerts: Callable[[], Iterable[Alert]]) -> Alerts:
+    """The alerts an in-process engine holds, as the API reads them (a snapshot per call)."""
+
+    async def current() -> Iterable[Alert]:
+        return list(alerts())
+
+    return current
+
+
+class StoredAlerts:
+    """The alerts the poller's engine stored, re-read at most every `seconds` (one read at a
+    time: requests meanwhile share its answer)."""
+
+    def __init__(
+        self,
+        store: AlertStore,
+        seconds: float = ALERT_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._seconds = seconds
+        self._clock = clock
+        self._alerts: list[Alert] = []
+        self._until = float("-inf")
+        self._reading = asyncio.Lock()
+
+    async def __call__(self) -> Iterable[Alert]:
+        async with self._reading:
+            if self._clock() >= self._until:
+                found = await blocking(self._store.load)
+                self._alerts = list(found.values())
+                self._until = self._clock() + self._seconds
+            return self._alerts
 
 
 def _utcnow() -> datetime:
@@ -53,7 +143,7 @@ class StatusSources:
     access: AccessStore
     support: SupportRequests
     live: LiveState
-    alerts: Callable[[], Iterable[Alert]]
+    alerts: Alerts
     cap_bytes: int
     zone: ZoneInfo
     cipher: PasswordCipher | None = field(default=None, repr=False)
@@ -74,7 +164,7 @@ class StatusSources:
         cls,
         engine: Engine,
         live: LiveState,
-        alerts: Callable[[], Iterable[Alert]],
+        alerts: Alerts,
         cap_bytes: int,
         zone: ZoneInfo,
         cipher: PasswordCipher | None,

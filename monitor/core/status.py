@@ -8,25 +8,11 @@ that stops answering (and why), one whose failure changes kind, and one that rec
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import replace
 
-from monitor.model import PollFailure, PollResult, Sample
+from monitor.model import PollFailure, PollResult, PollStatus, Sample
 
-
-@dataclass(frozen=True, slots=True)
-class PollStatus:
-    """What the last polls of one router showed."""
-
-    last: PollResult
-    last_sample: Sample | None
-    last_success: datetime | None
-    failures_in_row: int
-
-    @property
-    def reachable(self) -> bool:
-        """Whether the management interface answered the last poll."""
-        return isinstance(self.last, Sample)
+__all__ = ["PollStatus", "StatusBoard"]
 
 
 class StatusBoard:

@@ -34,6 +34,7 @@ from monitor.model.inventory import (
     Router,
     SnmpCredentials,
 )
+from monitor.model.live import LiveRecord
 from monitor.model.samples import (
     Counter,
     CounterType,
@@ -42,6 +43,7 @@ from monitor.model.samples import (
     LinkState,
     PollFailure,
     PollResult,
+    PollStatus,
     Sample,
     Signal,
     SimState,
@@ -83,11 +85,13 @@ __all__ = [
     "HttpLogin",
     "Identity",
     "LinkState",
+    "LiveRecord",
     "MonthUsage",
     "Organisation",
     "OrganisationKind",
     "PollFailure",
     "PollResult",
+    "PollStatus",
     "PollTarget",
     "Protocol",
     "Router",

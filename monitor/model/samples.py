@@ -130,3 +130,18 @@ class PollFailure:
 
 
 PollResult = Sample | PollFailure
+
+
+@dataclass(frozen=True, slots=True)
+class PollStatus:
+    """What the last polls of one router showed."""
+
+    last: PollResult
+    last_sample: Sample | None
+    last_success: datetime | None
+    failures_in_row: int
+
+    @property
+    def reachable(self) -> bool:
+        """Whether the management interface answered the last poll."""
+        return isinstance(self.last, Sample)

@@ -34,9 +34,17 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyErro
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.errors import StoreError
-from monitor.model import HealthState, MonthUsage, Transition, UsageDelta, UsageState
+from monitor.model import (
+    HealthState,
+    LiveRecord,
+    MonthUsage,
+    Transition,
+    UsageDelta,
+    UsageState,
+)
 from monitor.store.db import as_utc, describe, store_error
 from monitor.store.health import write_healths
+from monitor.store.live import write_lives
 from monitor.store.tables import UsageStateRow
 from monitor.store.usage import NO_SIM, CapKey, add_to_months, cap_key, cap_totals, write_states
 
@@ -95,6 +103,7 @@ class RouterWrites:
     steps: list[Step] = field(default_factory=list)
     health: HealthState | None = None
     transitions: list[Transition] = field(default_factory=list)
+    live: LiveRecord | None = None  # what readers in other processes are shown
 
     @property
     def months(self) -> Months:
@@ -114,6 +123,7 @@ class RouterWrites:
         self.steps = _capped(steps)
         self.health = self.health or older.health
         self.transitions[:0] = older.transitions
+        self.live = self.live or older.live
 
     def deltas(self) -> list[UsageDelta]:
         """The summed bytes as deltas, one per SIM and month."""
@@ -175,6 +185,10 @@ class PendingWrites:
         entry.transitions.append(transition)
         self._transitions += 1
         return True
+
+    def add_live(self, record: LiveRecord) -> None:
+        """Queue a router's live record (the newest replaces any queued)."""
+        self._entry(record.router_id).live = record
 
     def take(self, limit: int) -> list[RouterWrites]:
         """Remove and return up to `limit` routers' writes, oldest first (their transitions
@@ -348,6 +362,7 @@ def _write(session: Session, plans: Sequence[_Plan]) -> None:
         [plan.entry.health for plan in plans if plan.entry.health is not None],
         [transition for plan in plans for transition in plan.entry.transitions],
     )
+    write_lives(session, [plan.entry.live for plan in plans if plan.entry.live is not None])
 
 
 def _add_months(into: Months, more: Months) -> None:

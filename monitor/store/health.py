@@ -29,7 +29,7 @@ class HealthStore:
         if router_ids is not None:
             query = query.where(HealthStateRow.router_id.in_(list(router_ids)))
         with reading(self._sessions, "health") as session:
-            return {row.router_id: _state(row) for row in session.scalars(query)}
+            return {row.router_id: health_of(row) for row in session.scalars(query)}
 
     def record(self, state: HealthState, transition: Transition | None) -> None:
         """Store the router's health and, if it changed, the transition, atomically."""
@@ -98,7 +98,8 @@ def _values(state: HealthState) -> dict[str, Any]:
     }
 
 
-def _state(row: HealthStateRow) -> HealthState:
+def health_of(row: HealthStateRow) -> HealthState:
+    """The health state a stored row holds."""
     return HealthState(
         router_id=row.router_id,
         state=Health(row.state),

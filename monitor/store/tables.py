@@ -222,6 +222,20 @@ class HealthStateRow(Base):
     last_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class RouterLiveRow(Base):
+    """What the poller last published of one router for readers in other processes (the status
+    API): its poll status, the month its cap counts and the recent rate, as JSON (see
+    `monitor.store.live`). Rewritten with every batch of poll results; never history."""
+
+    __tablename__ = "router_live"
+
+    router_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("routers.id", ondelete="CASCADE"), primary_key=True
+    )
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # the last poll's time
+    body: Mapped[str] = mapped_column(Text)
+
+
 class HealthTransitionRow(Base):
     """A recorded change of a router's health, with its reason (history is kept)."""
 

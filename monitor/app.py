@@ -345,7 +345,7 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
     api = create_api(
         readiness,
         registry,
-        tracker.series.render,
+        tracker.series.render_bytes,
         StatusSources.build(
             engine,
             Tracked(tracker),

@@ -109,30 +109,56 @@ ROUTER_FAMILIES: dict[str, tuple[str, str]] = {
 
 # (family, extra labels such as 'state="online"', value): one line of a router's exposition.
 RouterSample = tuple[str, str, float]
-_RENDER_SLICE = 2048  # routers' lines joined at once by render
+PIECE_ROUTERS = 1024  # routers per piece of the exposition (see RouterSeries)
+
+
+class _Piece:
+    """Up to PIECE_ROUTERS routers' lines per family, and each family's text as last joined."""
+
+    __slots__ = ("changes", "joined", "lines", "members", "placed", "texts")
+
+    def __init__(self) -> None:
+        self.lines: dict[str, dict[str, str]] = {family: {} for family in ROUTER_FAMILIES}
+        self.texts: dict[str, bytes] = {}  # family -> its lines joined, as of `joined`
+        self.changes = dict.fromkeys(ROUTER_FAMILIES, 0)  # family -> changes so far
+        self.joined: dict[str, int] = {}  # family -> `changes` when its text was joined
+        self.placed = 0  # routers placed here, including those that have moved on since
+        self.members = 0  # routers here now (some may have no line)
 
 
 class RouterSeries:
     """Per-router exposition lines, replaced when a router's state changes, joined per scrape.
 
     Rebuilding 100k routers' metric families at every scrape costs seconds (DESIGN.md); here a
-    poll re-renders one router's few lines and a scrape only concatenates them, family by
-    family, as the text format requires.
+    poll re-renders one router's few lines, and a scrape joins only what changed since the last.
+    The lines live in pieces of up to `piece` routers, each family's part of a piece joined
+    once and kept until one of its lines changes. A router's state update moves it to the
+    newest piece, so the pieces fill and empty in poll order: routers are polled at steady
+    offsets, so between two scrapes the routers polled are those of a few recent pieces (and
+    the few old pieces they left), and a scrape re-joins about that share of the text instead
+    of all of it (bench/metrics_render.py). A piece left empty is dropped.
 
     `render` may run on another thread (the /metrics route renders off the event loop) while
-    polls call `update`, `set_info` and `remove`: those change the line tables only under a
-    lock, and `render` copies one family's lines under it, then joins them without it.
+    polls call `update`, `set_info` and `remove`: those change the pieces only under a lock, and
+    `render` copies a piece's lines under it, then joins them without it.
     """
 
-    def __init__(self) -> None:
-        self._lines: dict[str, dict[str, str]] = {name: {} for name in ROUTER_FAMILIES}
-        self._shown: set[str] = set()
+    def __init__(self, piece: int = PIECE_ROUTERS) -> None:
+        self._piece_size = piece
+        self._pieces: dict[int, _Piece] = {}  # in order of creation: the exposition's order
+        self._newest = -1
+        self._where: dict[str, int] = {}  # router id -> the piece holding its lines
         self._lock = threading.Lock()
 
     @property
     def routers(self) -> AbstractSet[str]:
         """The routers that have any line shown (a live view: copy it before removing)."""
-        return self._shown
+        return self._where.keys()
+
+    @property
+    def pieces(self) -> int:
+        """How many pieces hold lines (each but the newest holds at least one router's)."""
+        return len(self._pieces)
 
     def update(self, router_id: str, samples: Iterable[RouterSample]) -> None:
         """Replace everything shown of `router_id`'s state (not its info) with `samples`."""
@@ -145,47 +171,114 @@ class RouterSeries:
             raise ValueError(f"{INFO_FAMILY} is set through set_info")
         joined = {family: "".join(lines) for family, lines in fresh.items()}
         with self._lock:
-            for family, lines in self._lines.items():
+            where = self._where.get(router_id)
+            if where is not None and where == self._newest:
+                piece = self._pieces[where]
+            else:  # move to the newest piece, with its info line
+                info = self._leave(router_id)
+                piece = self._place(router_id, fresh=True)
+                if info is not None:
+                    self._set(piece, INFO_FAMILY, router_id, info)
+            for family, lines in piece.lines.items():
                 if family in joined:
-                    lines[router_id] = joined[family]
-                elif family != INFO_FAMILY:
-                    lines.pop(router_id, None)
-            self._shown.add(router_id)
+                    self._set(piece, family, router_id, joined[family])
+                elif family != INFO_FAMILY and lines.pop(router_id, None) is not None:
+                    piece.changes[family] += 1
 
     def set_info(self, router_id: str, info: Mapping[str, str]) -> None:
         """Show `router_info` for `router_id` with `info`'s labels (missing ones empty)."""
         labels = "".join(f',{name}="{_escape(info.get(name, ""))}"' for name in INFO_LABELS)
         line = f'{INFO_FAMILY}{{router="{_escape(router_id)}"{labels}}} 1\n'
         with self._lock:
-            self._lines[INFO_FAMILY][router_id] = line
-            self._shown.add(router_id)
+            piece = self._place(router_id, fresh=False)
+            self._set(piece, INFO_FAMILY, router_id, line)
 
     def remove(self, router_id: str) -> None:
         """Stop showing a router that left the inventory."""
         with self._lock:
-            for lines in self._lines.values():
-                lines.pop(router_id, None)
-            self._shown.discard(router_id)
+            self._leave(router_id)
 
     def render(self) -> str:
-        """The text exposition of every router's series; safe on any thread.
+        """The text exposition of every router's series; safe on any thread."""
+        return self.render_bytes().decode()
 
-        Each family's lines are copied under the lock (a C-level copy of references), then
-        joined in slices of `_RENDER_SLICE` lines, so that a thread rendering 100k routers hands
-        the interpreter back to the event loop between slices rather than holding it for one
-        join of ~100 MB.
-        """
-        parts: list[str] = []
+    def render_bytes(self) -> bytes:
+        """The text exposition of every router's series, UTF-8; safe on any thread.
+
+        Each family is taken in one go under the lock (so a router moving between pieces shows
+        once, never twice nor not at all): a piece's text as last joined if none of its lines
+        changed since, else a copy of its lines (a C-level copy of references), joined after
+        the lock is let go and kept for the next scrape unless they changed meanwhile."""
+        parts: list[bytes] = []
         for family in ROUTER_FAMILIES:
+            taken: list[tuple[_Piece, int, bytes | None, list[str]]] = []
             with self._lock:
-                lines = list(self._lines[family].values())
-            if not lines:
-                continue
-            kind, text = ROUTER_FAMILIES[family]
-            parts.append(f"# HELP {family} {text}\n# TYPE {family} {kind}\n")
-            for start in range(0, len(lines), _RENDER_SLICE):
-                parts.append("".join(lines[start : start + _RENDER_SLICE]))
-        return "".join(parts)
+                for piece in self._pieces.values():
+                    changes = piece.changes[family]
+                    if piece.joined.get(family) == changes:
+                        taken.append((piece, changes, piece.texts[family], []))
+                    elif piece.lines[family]:
+                        taken.append((piece, changes, None, list(piece.lines[family].values())))
+            texts: list[bytes] = []
+            joined: list[tuple[_Piece, int, bytes]] = []
+            for piece, changes, text, lines in taken:
+                if text is None:
+                    text = "".join(lines).encode()
+                    joined.append((piece, changes, text))
+                if text:
+                    texts.append(text)
+            if joined:
+                with self._lock:
+                    for piece, changes, text in joined:
+                        if piece.changes[family] == changes:  # unchanged while joining: keep
+                            piece.texts[family] = text
+                            piece.joined[family] = changes
+            if texts:
+                kind, help_text = ROUTER_FAMILIES[family]
+                parts.append(f"# HELP {family} {help_text}\n# TYPE {family} {kind}\n".encode())
+                parts += texts
+        return b"".join(parts)
+
+    def _place(self, router_id: str, fresh: bool) -> _Piece:
+        """The piece holding the router: the newest if `fresh` (or it has none yet)."""
+        where = self._where.get(router_id)
+        if where is not None and not fresh:
+            return self._pieces[where]
+        piece = self._pieces.get(self._newest)
+        if piece is None or piece.placed >= self._piece_size:
+            if piece is not None and not piece.members:  # emptied while it was the newest
+                del self._pieces[self._newest]
+            self._newest += 1
+            piece = self._pieces[self._newest] = _Piece()
+        piece.placed += 1
+        piece.members += 1
+        self._where[router_id] = self._newest
+        return piece
+
+    def _leave(self, router_id: str) -> str | None:
+        """Take the router's lines out of its piece; return its info line, if it had one."""
+        where = self._where.pop(router_id, None)
+        if where is None:
+            return None
+        piece = self._pieces[where]
+        info = None
+        for family, lines in piece.lines.items():
+            line = lines.pop(router_id, None)
+            if line is not None:
+                piece.changes[family] += 1
+                if family == INFO_FAMILY:
+                    info = line
+        piece.members -= 1
+        if where != self._newest and not piece.members:
+            del self._pieces[where]
+        return info
+
+    @staticmethod
+    def _set(piece: _Piece, family: str, router_id: str, line: str) -> None:
+        lines = piece.lines[family]
+        if lines.get(router_id) != line:
+            lines[router_id] = line
+            piece.changes[family] += 1
 
 
 def _escape(value: str) -> str:

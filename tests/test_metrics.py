@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.metrics import RouterSeries
+from monitor.metrics import INFO_LABELS, RouterSeries
 
 
 def families(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
@@ -64,3 +68,56 @@ def test_info_survives_state_updates_and_leaves_with_the_router() -> None:
 def test_router_info_is_not_a_state_line() -> None:
     with pytest.raises(ValueError, match="set_info"):
         RouterSeries().update("r-1", [("router_info", "", 1)])
+
+
+# Operations on a few routers, in any order, with renders in between (which keep joined texts).
+_ROUTER = st.sampled_from(["r-1", "r-2", "r-3", "r-4", "r-5"])
+_SAMPLES = st.lists(
+    st.tuples(
+        st.sampled_from(["router_up", "router_uptime_seconds", "router_signal_rssi_dbm"]),
+        st.integers(-3, 3),
+    ),
+    max_size=3,
+    unique_by=lambda sample: sample[0],
+)
+_OPERATION = st.one_of(
+    st.tuples(st.just("update"), _ROUTER, _SAMPLES),
+    st.tuples(st.just("info"), _ROUTER, st.sampled_from(["e5576", "rut240"])),
+    st.tuples(st.just("remove"), _ROUTER, st.none()),
+    st.tuples(st.just("render"), st.none(), st.none()),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(operations=st.lists(_OPERATION, max_size=60), piece=st.integers(1, 3))
+def test_pieces_render_what_a_plain_table_would(
+    operations: list[tuple[str, str | None, Any]], piece: int
+) -> None:
+    """Pieces, their moves and their kept texts are invisible: every render equals the series
+    a plain table of every router's latest lines gives (the model, written separately)."""
+    series = RouterSeries(piece=piece)
+    state: dict[str, dict[str, float]] = {}  # router -> family -> value
+    info: dict[str, str] = {}  # router -> model
+    for operation, router, argument in operations:
+        if operation == "update" and router is not None:
+            series.update(router, [(family, "", value) for family, value in argument])
+            state[router] = {family: float(value) for family, value in argument}
+        elif operation == "info" and router is not None:
+            series.set_info(router, {"model": argument})
+            info[router] = argument
+        elif operation == "remove" and router is not None:
+            series.remove(router)
+            state.pop(router, None)
+            info.pop(router, None)
+        text = series.render()
+        expected: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+        for name, families_of in state.items():
+            for family, value in families_of.items():
+                expected.setdefault(family, {})[(("router", name),)] = value
+        for name, model in info.items():
+            labels = {label: "" for label in INFO_LABELS} | {"model": model, "router": name}
+            expected.setdefault("router_info", {})[tuple(sorted(labels.items()))] = 1.0
+        assert families(text) == expected
+        assert len(text.splitlines()) == len(set(text.splitlines()))  # no series twice
+        assert set(series.routers) == set(state) | set(info)
+        assert series.pieces <= len(series.routers) + 1  # emptied pieces are dropped

@@ -37,14 +37,15 @@ and anything else answers 404. See docs/api.md."""
 def create_api(
     readiness: Readiness,
     registry: CollectorRegistry,
-    router_series: Callable[[], str] = str,
+    router_series: Callable[[], str | bytes] = str,
     sources: StatusSources | None = None,
     metrics_token: str | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> FastAPI:
     """Build the HTTP application over a readiness check, the daemon's own metrics registry,
-    the per-router series' renderer, (for /api/v1) the status sources and (if given) the bearer
-    token /metrics asks for; `clock` times how long a valid token is remembered."""
+    the per-router series' renderer (text, or UTF-8 bytes), (for /api/v1) the status sources
+    and (if given) the bearer token /metrics asks for; `clock` times how long a valid token is
+    remembered."""
     api = FastAPI(
         title="router-monitor",
         version=__version__,
@@ -75,7 +76,10 @@ def create_api(
     rendering = asyncio.Lock()
 
     def exposition() -> bytes:
-        return generate_latest(registry) + router_series().encode()
+        series = router_series()
+        return generate_latest(registry) + (
+            series if isinstance(series, bytes) else series.encode()
+        )
 
     @api.get("/metrics", tags=["metrics"], include_in_schema=False)
     async def metrics(request: Request) -> Response:

@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 
 from monitor import __version__, store
 from monitor.api import StatusSources, create_api
-from monitor.api.sources import Stored, StoredAlerts
+from monitor.api.sources import Reads, Stored, StoredAlerts
 from monitor.app import (
     ALERT_EVALUATION,
     UvicornServer,
@@ -59,6 +59,7 @@ async def run_api(
         checks = {"database": await database_check()}
         return checks["database"] == "ok", checks
 
+    read = Reads(inline=engine.dialect.name == "sqlite")
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)  # this process's CPU and memory, on its own /metrics
     api = create_api(
@@ -66,14 +67,15 @@ async def run_api(
         registry,
         sources=StatusSources.build(
             engine,
-            Stored(engine, settings.data_cap.bytes, settings.zone),
-            StoredAlerts(store.AlertStore(engine)),
+            Stored(engine, settings.data_cap.bytes, settings.zone, read),
+            StoredAlerts(store.AlertStore(engine), read=read),
             settings.data_cap.bytes,
             settings.zone,
             password_cipher(os.environ),  # its key is never in the config file (docs/api.md)
             follow_up=settings.poll.interval + ALERT_EVALUATION,
             response_working_days=settings.alerts.response_working_days,
             holiday_region=settings.alerts.holiday_region,
+            read=read,
         ),
         metrics_token=(
             settings.http.metrics_token.get_secret_value() if settings.http.metrics_token else None

@@ -20,7 +20,7 @@ from test_api_tenants import ORGANISATIONS, firing_alert, router_of
 from test_tracking import LONDON, FakeClock, clock, fleet, poll_for, register, tracker
 
 from monitor.api import StatusSources, create_api
-from monitor.api.sources import Alerts, LiveState, Stored, StoredAlerts, Tracked, held
+from monitor.api.sources import Alerts, LiveState, Reads, Stored, StoredAlerts, Tracked, held
 from monitor.emulator.fleet import EmulatedFleet
 from monitor.model import Advance, Alert, AlertState
 from monitor.store import AlertStore, Inventory
@@ -36,8 +36,11 @@ async def ready() -> tuple[bool, dict[str, str]]:
     return True, {}
 
 
-def api(engine: Engine, live: LiveState, alerts: Alerts, clock: FakeClock) -> TestClient:
-    sources = replace(StatusSources.build(engine, live, alerts, CAP, LONDON, None), clock=clock.utc)
+def api(
+    engine: Engine, live: LiveState, alerts: Alerts, clock: FakeClock, read: Reads | None = None
+) -> TestClient:
+    built = StatusSources.build(engine, live, alerts, CAP, LONDON, None, read=read)
+    sources = replace(built, clock=clock.utc)
     return TestClient(create_api(ready, CollectorRegistry(), str, sources))
 
 
@@ -72,13 +75,23 @@ async def test_the_stored_view_answers_as_the_tracker_does(
 
     memory = api(migrated, Tracked(track), held(alerts.values), clock)
     stored = api(migrated, Stored(migrated, CAP, LONDON), StoredAlerts(AlertStore(migrated)), clock)
+    inline = Reads(inline=True)  # as `monitor api` reads SQLite: on the loop
+    stored_inline = api(
+        migrated,
+        Stored(migrated, CAP, LONDON, inline),
+        StoredAlerts(AlertStore(migrated), read=inline),
+        clock,
+        inline,
+    )
     ids = [router.life.router_id for router in routers]
     paths = [f"/api/v1/routers/{router_id}" for router_id in ids]
     paths += ["/api/v1/routers", "/api/v1/alerts", "/api/v1/organisations/la-1/summary"]
-    with memory, stored:
+    with memory, stored, stored_inline:
         from_memory = answers(memory, paths, headers)
         from_database = answers(stored, paths, headers)
+        read_inline = answers(stored_inline, paths, headers)
     assert from_database == from_memory
+    assert read_inline == from_memory
 
     # What the comparison covered: every kind of state, usage with a forecast, failed polls.
     details = {body["id"]: body for body in from_memory[: len(ids)]}

@@ -15,7 +15,7 @@ from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from monitor.api.errors import UNAUTHORIZED, ApiError
-from monitor.api.sources import StatusSources, blocking
+from monitor.api.sources import StatusSources
 from monitor.core.access import Principal, Role
 from monitor.store.access import Caller, hash_secret
 
@@ -53,7 +53,7 @@ def authenticator(
             key = hash_secret(secret)
             caller = known.get(key)
             if caller is None:
-                caller = await blocking(sources.access.authenticate, secret)
+                caller = await sources.read(sources.access.authenticate, secret)
                 if caller is not None:
                     known[key] = caller
         if caller is None:

@@ -16,7 +16,7 @@ from monitor.api.auth import Authenticate
 from monitor.api.errors import NOT_FOUND, STANDARD, ApiError, ErrorBody, Responses, known_query
 from monitor.api.routes import IDENTIFIER, RouterRef, not_found
 from monitor.api.schemas import PasswordsOut, ReportLost, ReportLostOut
-from monitor.api.sources import StatusSources, blocking
+from monitor.api.sources import StatusSources
 from monitor.core.access import Principal, password_decision, report_lost_refusal
 from monitor.errors import NotFound, StoreError
 from monitor.model import DeviceStatus, Organisation, SupportRequestKind
@@ -56,10 +56,10 @@ def device_routes(sources: StatusSources, authenticate: Authenticate) -> APIRout
 
         async def audit(serial: str, outcome: str, reason: str) -> None:
             entry = audit_entry(sources, principal, serial, outcome, f"{what}: {reason}")
-            await blocking(sources.access.audit, entry)
+            await sources.read(sources.access.audit, entry)
 
         try:
-            found = await blocking(sources.inventory.get_router, router)
+            found = await sources.read(sources.inventory.get_router, router)
         except NotFound:
             # No device is known: the row names what was asked for (a router id or IMEI).
             await audit(router, "not_found", f"no router {router!r}")
@@ -80,7 +80,7 @@ def device_routes(sources: StatusSources, authenticate: Authenticate) -> APIRout
         reason = f"{what}: router {found.id}; {follows}"
         entry = audit_entry(sources, principal, serial, "reported", reason)
         try:
-            device = await blocking(sources.access.report_status, serial, status, entry)
+            device = await sources.read(sources.access.report_status, serial, status, entry)
         except NotFound:  # the device went between the two reads
             await audit(serial, "not_found", f"router {found.id}: its device is gone")
             raise not_found(f"router {router!r}") from None
@@ -120,10 +120,10 @@ def device_routes(sources: StatusSources, authenticate: Authenticate) -> APIRout
 
         async def audit(outcome: str, reason: str) -> None:
             entry = audit_entry(sources, principal, serial, outcome, reason)
-            await blocking(sources.access.audit, entry)
+            await sources.read(sources.access.audit, entry)
 
         try:
-            device = await blocking(sources.inventory.get_device, serial)
+            device = await sources.read(sources.inventory.get_device, serial)
         except NotFound:
             await audit("not_found", "no such device")
             raise not_found(f"device {serial!r}") from None
@@ -132,9 +132,9 @@ def device_routes(sources: StatusSources, authenticate: Authenticate) -> APIRout
             raise not_found(f"device {serial!r}")
         parent: Organisation | None = None
         try:
-            holder = await blocking(sources.inventory.get_organisation, device.organisation_id)
+            holder = await sources.read(sources.inventory.get_organisation, device.organisation_id)
             if holder.parent_id is not None:
-                parent = await blocking(sources.inventory.get_organisation, holder.parent_id)
+                parent = await sources.read(sources.inventory.get_organisation, holder.parent_id)
         except NotFound as exc:
             # The rules turn on the LA or trust above the device: without it nothing is decided.
             await audit("unavailable", f"the device's organisations are incomplete: {exc}")
@@ -151,7 +151,7 @@ def device_routes(sources: StatusSources, authenticate: Authenticate) -> APIRout
             await audit("unavailable", "no password key configured")
             raise ApiError(503, "device passwords are not available: no password key is set")
         try:
-            found = await blocking(sources.access.passwords, serial, sources.cipher)
+            found = await sources.read(sources.access.passwords, serial, sources.cipher)
         except StoreError:
             await audit("unavailable", "stored passwords do not decrypt with the key (damaged?)")
             raise ApiError(503, "this device's passwords cannot be read; contact us") from None

@@ -9,7 +9,7 @@ The API imports neither the tracker nor the alert engine. It is given a `LiveSta
   publishes to the database (`monitor.store.live`, lagging by one batch of writes, half a
   second) and the alerts its engine stored (re-read at most every `ALERT_SECONDS`).
 
-Database calls go to a worker thread either way.
+Database calls go to a worker thread, except in `monitor api` on SQLite (see `Reads`).
 """
 
 from __future__ import annotations
@@ -78,14 +78,17 @@ class Tracked:
 class Stored:
     """The live state the poller publishes to the database (the API in a process of its own)."""
 
-    def __init__(self, engine: Engine, cap_bytes: int, zone: ZoneInfo) -> None:
+    def __init__(
+        self, engine: Engine, cap_bytes: int, zone: ZoneInfo, read: Reads | None = None
+    ) -> None:
         self._store = LiveStore(engine)
         self._cap_bytes = cap_bytes
         self._zone = zone
+        self._read = read or Reads()
 
     async def view(self, router: Router, now: datetime) -> View:
         """The stored record, its forecast projected to `now` as the tracker would."""
-        record, health = await blocking(self._store.read, router.id)
+        record, health = await self._read(self._store.read, router.id)
         status = record.status if record is not None else None
         month = record.month if record is not None else None
         projection = None
@@ -114,8 +117,10 @@ class StoredAlerts:
         store: AlertStore,
         seconds: float = ALERT_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        read: Reads | None = None,
     ) -> None:
         self._store = store
+        self._read = read or Reads()
         self._seconds = seconds
         self._clock = clock
         self._alerts: list[Alert] = []
@@ -125,10 +130,30 @@ class StoredAlerts:
     async def __call__(self) -> Iterable[Alert]:
         async with self._reading:
             if self._clock() >= self._until:
-                found = await blocking(self._store.load)
+                found = await self._read(self._store.load)
                 self._alerts = list(found.values())
                 self._until = self._clock() + self._seconds
             return self._alerts
+
+
+class Reads:
+    """How the routes run their database calls: on a worker thread (the default), or `inline`
+    on the event loop.
+
+    Inline is for `monitor api` on SQLite, where the loop has nothing else to do but answer and
+    a read is CPU work in this process (page cache, memory map) with no network wait worth
+    overlapping: on a worker thread it costs the same CPU plus a hand-over of the interpreter
+    lock for every row fetched (sqlite3 lets it go and takes it back per row), and under load
+    each take waited for the busy loop (docs/performance.md). In the daemon the loop polls, so
+    its reads stay on threads; on PostgreSQL they wait on the network, so they do too."""
+
+    def __init__(self, inline: bool = False) -> None:
+        self.inline = inline
+
+    async def __call__(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        if self.inline:
+            return function(*args, **kwargs)
+        return await asyncio.to_thread(function, *args, **kwargs)
 
 
 def _utcnow() -> datetime:
@@ -154,6 +179,7 @@ class StatusSources:
     # The support portal's response clock, as the daemon's overdue rule counts it (`alerts:`).
     response_working_days: int = RESPONSE_WORKING_DAYS
     holiday_region: str = "ENG"
+    read: Reads = field(default_factory=Reads)  # how database calls are run
 
     def response_due(self, opened_at: datetime) -> datetime:
         """When the portal's response to a request opened at `opened_at` is due."""
@@ -171,6 +197,7 @@ class StatusSources:
         follow_up: timedelta = timedelta(seconds=90),
         response_working_days: int | None = None,
         holiday_region: str | None = None,
+        read: Reads | None = None,
     ) -> StatusSources:
         """Sources over one database; `cipher` for device passwords (None: none shown); the
         response clock as configured (`alerts:`; None keeps the default, as the rules do)."""
@@ -188,9 +215,5 @@ class StatusSources:
                 RESPONSE_WORKING_DAYS if response_working_days is None else response_working_days
             ),
             holiday_region="ENG" if holiday_region is None else holiday_region,
+            read=read or Reads(),
         )
-
-
-async def blocking(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """Run a blocking (database) call in a worker thread, off the event loop."""
-    return await asyncio.to_thread(function, *args, **kwargs)

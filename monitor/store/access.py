@@ -34,11 +34,10 @@ from monitor.model import (
     DeviceStatus,
     Organisation,
     OrganisationKind,
-    Router,
 )
 from monitor.store.bulk import CHUNK, UpsertResult, batched
 from monitor.store.db import as_utc, reading, upsert, writing
-from monitor.store.inventory import _device, _router, _routers
+from monitor.store.inventory import _device, _routers
 from monitor.store.tables import (
     AccessAuditRow,
     ApiTokenRow,
@@ -106,9 +105,16 @@ class DevicePasswords:
 
 @dataclass(frozen=True, slots=True)
 class RouterListing:
-    """A router with its stored health state (`unknown` if never judged)."""
+    """A router as a listing shows it: its device's facts and its stored health state
+    (`unknown` if never judged). Plain values: a page of them is built per API request."""
 
-    router: Router
+    id: str
+    imei: str | None
+    serial: str
+    organisation_id: str
+    order_number: str
+    device_status: str
+    monitored: bool
     state: str
     since: datetime | None
 
@@ -337,13 +343,29 @@ class AccessStore:
     ) -> list[RouterListing]:
         """One page of the routers matching (see `count_routers`), by router id, with their
         stored health."""
-        query = _listing(organisations, states).order_by(RouterRow.id).limit(limit).offset(offset)
+        query = (
+            _listing(organisations, states)
+            .with_only_columns(
+                RouterRow.id,
+                DeviceRow.imei,
+                DeviceRow.serial,
+                DeviceRow.organisation_id,
+                DeviceRow.order_number,
+                DeviceRow.status,
+                RouterRow.monitored,
+                _health_state(),
+                HealthStateRow.since,
+            )
+            .order_by(RouterRow.id)
+            .limit(limit)
+            .offset(offset)
+        )
         with reading(self._sessions, "routers") as session:
             return [
-                RouterListing(_router(row), row.health, as_utc(row.health_since))
-                if row.health_since is not None
-                else RouterListing(_router(row), row.health, None)
-                for row in session.execute(query)
+                RouterListing(
+                    r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], as_utc(r[8]) if r[8] else None
+                )
+                for r in session.execute(query)
             ]
 
     def count_routers(
@@ -431,10 +453,15 @@ def _audit(row: AccessAuditRow) -> AuditEntry:
     )
 
 
+def _health_state() -> Any:
+    """A router's stored health state, `unknown` if it was never judged."""
+    return func.coalesce(HealthStateRow.state, "unknown").label("health")
+
+
 def _listing(organisations: Collection[str] | None, states: Collection[str] | None) -> Select[Any]:
     """The routers of these organisations (None: all) in these health states (None: any), with
     their stored health state and since when."""
-    state = func.coalesce(HealthStateRow.state, "unknown").label("health")
+    state = _health_state()
     query: Select[Any] = _routers().add_columns(state, HealthStateRow.since.label("health_since"))
     query = query.outerjoin(HealthStateRow, HealthStateRow.router_id == RouterRow.id)
     if organisations is not None:

@@ -27,8 +27,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check monitor tests
-	$(BIN)/ruff format --check monitor tests
+	$(BIN)/ruff check monitor tests bench
+	$(BIN)/ruff format --check monitor tests bench
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
@@ -37,8 +37,8 @@ typecheck: $(STAMP)
 check: lint typecheck test
 
 fmt: $(STAMP)
-	$(BIN)/ruff format monitor tests
-	$(BIN)/ruff check --fix monitor tests
+	$(BIN)/ruff format monitor tests bench
+	$(BIN)/ruff check --fix monitor tests bench
 
 # The fleet benchmark (docs/performance.md): BENCH_ROUTERS=10000 make bench; BENCH_CYCLES=3.
 bench: $(STAMP)

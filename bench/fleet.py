@@ -19,9 +19,7 @@ import random
 import re
 import shutil
 import socket
-import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -42,7 +40,13 @@ from monitor.collectors.snmp_codec import PysnmpCodec, SnmpCodec, Walk
 from monitor.collectors.v2c import V2cCodec
 from monitor.core.health import HealthRules
 from monitor.model import (
-    Counter, Endpoint, HttpLogin, PollTarget, Protocol, Sample, SnmpCredentials,
+    Counter,
+    Endpoint,
+    HttpLogin,
+    PollTarget,
+    Protocol,
+    Sample,
+    SnmpCredentials,
 )  # fmt: skip
 from monitor.profiles import SnmpProfile, load_profiles
 from monitor.profiles_hilink import HilinkProfile
@@ -171,7 +175,11 @@ def write_config(
     config = {
         "database": {"url": f"sqlite:///{path.parent / 'bench.db'}"},
         "http": {"listen": f"127.0.0.1:{port}", "api_listen": f"127.0.0.1:{api_port}"},
-        "poll": {"interval": f"{interval:g}s", "timeout": f"{min(5.0, interval / 2):g}s", "concurrency": 2000},
+        "poll": {
+            "interval": f"{interval:g}s",
+            "timeout": f"{min(5.0, interval / 2):g}s",
+            "concurrency": 2000,
+        },
         "log": {"level": "warning"},
         "profiles": {"directory": str(ROOT / "config" / "profiles")},
         "organisations": [{"id": "bench-school", "name": "Bench School", "kind": "school"}],
@@ -574,7 +582,8 @@ async def main() -> None:
         snmp = [t for t in targets if t.endpoint.protocol is Protocol.SNMP]
         hilink = [t for t in targets if t.endpoint.protocol is Protocol.HILINK]
         print(
-            f"fleet: {len(snmp)} SNMP v2c + {len(hilink)} HiLink routers, emulator pid {emulator.pid}"
+            f"fleet: {len(snmp)} SNMP v2c + {len(hilink)} HiLink routers, "
+            f"emulator pid {emulator.pid}"
         )
 
         d = await run_daemon_phase(entries, work, interval, cycles)
@@ -582,7 +591,8 @@ async def main() -> None:
         print(f"\n== daemon ({cycles} cycles of {interval:g}s; startup {d['startup_s']:.1f}s) ==")
         print(f"router-polls/s sustained: {d['polls'] / d['window_s']:.1f} "
               f"(scheduled {count / interval:.1f}/s); achieved {d['polls']:.0f} of {scheduled:.0f} "
-              f"scheduled ({100 * d['polls'] / scheduled:.1f}%), {d['ok']:.0f} successful")  # fmt: skip
+              f"scheduled ({100 * d['polls'] / scheduled:.1f}%), "
+              f"{d['ok']:.0f} successful")  # fmt: skip
         print(f"overruns: {d['overruns']:.0f}")
         polls = max(1.0, d["polls"])
         print(f"daemon CPU: {d['cpu_s']:.1f}s over {d['window_s']:.1f}s = "
@@ -647,7 +657,8 @@ async def main() -> None:
         await poll_all(hl, sample_hl[:50], 50)
         cpu, results = await poll_all(hl, sample_hl, 100)
         print(f"HiLink: {cpu * 1e3 / max(1, len(sample_hl)):.3f} ms "
-              f"({sum(isinstance(r, Sample) for r in results)}/{len(sample_hl)} samples)")  # fmt: skip
+              f"({sum(isinstance(r, Sample) for r in results)}/{len(sample_hl)} "
+              "samples)")  # fmt: skip
         await hl.aclose()
 
         kinds: dict[str, str] = {}

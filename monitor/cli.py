@@ -183,7 +183,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _api(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    sys.setswitchinterval(GIL_SWITCH_SECONDS)  # as for `run`: database calls run on threads
+    # As for `run` where database calls run on threads (PostgreSQL; writes on SQLite too).
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(run_api(settings, args.listen))
     return 0

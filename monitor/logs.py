@@ -29,6 +29,17 @@ class JsonFormatter(logging.Formatter):
         )
 
 
+def aborted_pipeline(record: logging.LogRecord) -> bool:
+    """False for psycopg's warning on leaving a pipeline that a refused statement aborted.
+
+    The batch writer sends each table's rows in one executemany, which psycopg runs in pipeline
+    mode; when the database refuses a row, the writer catches the error and says which router
+    and why (`monitor.writeback`), and psycopg then warns "error ignored terminating <Pipeline>:
+    pipeline aborted" about the same error once more, naming only the connection."""
+    message = record.getMessage()
+    return not (message.startswith("error ignored terminating") and "pipeline aborted" in message)
+
+
 def configure_logging(level: str, fmt: Literal["text", "json"]) -> None:
     """Send the package's logs (and uvicorn's errors) to stderr at `level`."""
     handler = logging.StreamHandler(sys.stderr)
@@ -49,3 +60,4 @@ def configure_logging(level: str, fmt: Literal["text", "json"]) -> None:
     logging.getLogger("urllib3").setLevel(max(logging.INFO, root.level))
     # Alembic narrates every schema check (each /readyz); the daemon logs upgrades itself.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("psycopg").addFilter(aborted_pipeline)  # (added once however often called)

@@ -141,9 +141,6 @@ class Tracker:
         if transition is not None or _damping_changed(previous, state):
             self.writes.add_health(state, transition)
         self.health_states[router_id] = state
-        usage = self.usage_states.get(router_id)
-        rate = usage.recent_rate if usage is not None else None
-        self.writes.add_live(LiveRecord(router_id, self.board.get(router_id), month, rate))
         if transition is not None:
             log.info(
                 "router %s: %s -> %s: %s",
@@ -151,6 +148,7 @@ class Tracker:
             )  # fmt: skip
         if self._listed is not None and router_id not in self._listed:
             return  # left the inventory while this poll was in flight: show nothing of it
+        self._publish(router_id, month)
         self.series.update(router_id, self._samples(router_id, result.at))
         if isinstance(result, Sample):
             self._note_identity(router_id, result.identity)
@@ -247,6 +245,13 @@ class Tracker:
             usage = self.usage_states.get(router_id)
             if usage is not None and (self._listed is None or router_id in self._listed):
                 self.series.update(router_id, self._samples(router_id, usage.at))
+                self._publish(router_id, total)
+
+    def _publish(self, router_id: str, month: MonthUsage | None) -> None:
+        """Queue what readers in other processes are shown of the router (`monitor api`)."""
+        usage = self.usage_states.get(router_id)
+        rate = usage.recent_rate if usage is not None else None
+        self.writes.add_live(LiveRecord(router_id, self.board.get(router_id), month, rate))
 
     def facts(self, router: Router, now: datetime) -> RouterFacts:
         """What is known of `router` for the alert rules."""

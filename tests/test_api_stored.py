@@ -25,7 +25,7 @@ from monitor.emulator.fleet import EmulatedFleet
 from monitor.model import Advance, Alert, AlertState
 from monitor.store import AlertStore, Inventory
 from monitor.store.access import AccessStore
-from monitor.store.live import LiveStore
+from monitor.store.live import LiveStore, decode
 
 __all__ = ["clock", "fleet"]  # the fixtures used here (from test_tracking)
 
@@ -169,3 +169,28 @@ async def test_stored_alerts_are_reread_after_their_time(migrated: Engine) -> No
     assert list(await alerts()) == []  # still the answer read at 0
     now[0] = 2.0
     assert [a.fingerprint for a in await alerts()] == [alert.fingerprint]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "null",
+        "[]",
+        "not json",
+        '{"v": 1, "last": 3}',
+        '{"v": 1, "last": {"at": "2026-11-28T12:00:00", "failure": "timeout", "detail": ""},'
+        ' "failures": 1}',  # a time without its offset
+        '{"v": 1, "last": {"at": "2026-11-28T12:00:00+00:00", "failure": "exploded",'
+        ' "detail": ""}, "failures": 1}',  # a failure kind that does not exist
+        '{"v": 1, "last": {"at": "2026-11-28T12:00:00+00:00", "failure": "timeout",'
+        ' "detail": ""}, "failures": 1e400}',
+        '{"v": 1, "month": [1]}',
+        '{"v": 1, "last": {"at": "2026-11-28T12:00:00+00:00", "failure": null}, "failures": 0}',
+    ],
+)
+def test_an_unreadable_body_is_logged_and_read_as_nothing_known(
+    body: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="monitor.store.live"):
+        assert decode("r-1", body) is None
+    assert "router r-1: its stored live view is unreadable" in caplog.text

@@ -98,6 +98,26 @@ def test_pieces_render_what_a_plain_table_would(
     series = RouterSeries(piece=piece)
     state: dict[str, dict[str, float]] = {}  # router -> family -> value
     info: dict[str, str] = {}  # router -> model
+
+    def check() -> None:
+        text = series.render()
+        expected: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+        for name, families_of in state.items():
+            for family, value in families_of.items():
+                expected.setdefault(family, {})[(("router", name),)] = value
+        for name, model in info.items():
+            labels = {label: "" for label in INFO_LABELS} | {"model": model, "router": name}
+            expected.setdefault("router_info", {})[tuple(sorted(labels.items()))] = 1.0
+        assert families(text) == expected
+        shown = [
+            (sample.name, tuple(sorted(sample.labels.items())))
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        ]
+        assert len(shown) == len(set(shown))  # no series twice, whatever its value
+        assert set(series.routers) == set(state) | set(info)
+        assert series.pieces <= len(series.routers) + 1  # emptied pieces are dropped
+
     for operation, router, argument in operations:
         if operation == "update" and router is not None:
             series.update(router, [(family, "", value) for family, value in argument])
@@ -109,15 +129,6 @@ def test_pieces_render_what_a_plain_table_would(
             series.remove(router)
             state.pop(router, None)
             info.pop(router, None)
-        text = series.render()
-        expected: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
-        for name, families_of in state.items():
-            for family, value in families_of.items():
-                expected.setdefault(family, {})[(("router", name),)] = value
-        for name, model in info.items():
-            labels = {label: "" for label in INFO_LABELS} | {"model": model, "router": name}
-            expected.setdefault("router_info", {})[tuple(sorted(labels.items()))] = 1.0
-        assert families(text) == expected
-        assert len(text.splitlines()) == len(set(text.splitlines()))  # no series twice
-        assert set(series.routers) == set(state) | set(info)
-        assert series.pieces <= len(series.routers) + 1  # emptied pieces are dropped
+        else:
+            check()  # a scrape, after any number of changes since the last
+    check()

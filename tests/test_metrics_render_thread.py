@@ -49,7 +49,7 @@ def churn(series: RouterSeries, stop: threading.Event) -> None:
 
 
 def test_render_on_another_thread_while_routers_change() -> None:
-    series = RouterSeries()
+    series = RouterSeries(piece=8)  # small pieces: routers move between them all the time
     for number in range(ROUTERS):
         series.update(f"r-{number}", [("router_up", "", 1)])
     stop = threading.Event()
@@ -75,8 +75,15 @@ def test_render_on_another_thread_while_routers_change() -> None:
     assert rendered
     for text in rendered[:: max(1, len(rendered) // 20)] + rendered[-1:]:
         assert text == "" or text.endswith("\n")
-        names = [family.name for family in text_string_to_metric_families(text)]
+        parsed = list(text_string_to_metric_families(text))
+        names = [family.name for family in parsed]
         assert len(names) == len(set(names))  # one group per family, as the format requires
+        shown = [
+            (sample.name, tuple(sorted(sample.labels.items())))
+            for family in parsed
+            for sample in family.samples
+        ]
+        assert len(shown) == len(set(shown))  # a router moving between pieces shows once
 
 
 def test_the_metrics_route_serves_what_render_gives_while_it_changes() -> None:

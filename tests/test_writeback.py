@@ -13,6 +13,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import SessionTransaction
 
 from monitor.errors import StoreError
+from monitor.logs import aborted_pipeline, configure_logging
 from monitor.model import (
     Counter,
     CounterType,
@@ -226,6 +227,31 @@ async def test_rows_the_database_refuses_are_dropped_for_that_router_only(
     assert await writes.flush()
     assert stored_totals(db) == dict.fromkeys(ROUTERS, 4000) | {"r-3": 2000, "r-11": 2000}
     await writes.close()
+
+
+async def test_a_refusal_is_said_once_with_the_daemons_logging(
+    db: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    # psycopg warns "pipeline aborted" after the writer has already said which router and why;
+    # configure_logging (what `monitor run` does) keeps that repeat out of the log.
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure_logging("info", "text")
+        root.addHandler(caplog.handler)
+        writes = WriteBehind(BatchWriter(db), trigger=10_000)
+        queue_minute(writes, 0)
+        assert await writes.flush()
+        queue_minute(writes, 1)
+        poison(writes, "r-3", 1)
+        assert await writes.flush()
+        await writes.close()
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+        logging.getLogger("psycopg").removeFilter(aborted_pipeline)
+    assert "router r-3: poll results dropped, the database refused them" in caplog.text
+    assert "pipeline aborted" not in caplog.text
 
 
 async def test_an_over_long_iccid_is_refused_for_that_router_only(db: Engine) -> None:

@@ -56,7 +56,7 @@ def device_routes(sources: StatusSources, authenticate: Authenticate) -> APIRout
 
         async def audit(serial: str, outcome: str, reason: str) -> None:
             entry = audit_entry(sources, principal, serial, outcome, f"{what}: {reason}")
-            await sources.read(sources.access.audit, entry)
+            await sources.write(sources.access.audit, entry)
 
         try:
             found = await sources.read(sources.inventory.get_router, router)
@@ -80,7 +80,7 @@ def device_routes(sources: StatusSources, authenticate: Authenticate) -> APIRout
         reason = f"{what}: router {found.id}; {follows}"
         entry = audit_entry(sources, principal, serial, "reported", reason)
         try:
-            device = await sources.read(sources.access.report_status, serial, status, entry)
+            device = await sources.write(sources.access.report_status, serial, status, entry)
         except NotFound:  # the device went between the two reads
             await audit(serial, "not_found", f"router {found.id}: its device is gone")
             raise not_found(f"router {router!r}") from None
@@ -120,7 +120,7 @@ def device_routes(sources: StatusSources, authenticate: Authenticate) -> APIRout
 
         async def audit(outcome: str, reason: str) -> None:
             entry = audit_entry(sources, principal, serial, outcome, reason)
-            await sources.read(sources.access.audit, entry)
+            await sources.write(sources.access.audit, entry)
 
         try:
             device = await sources.read(sources.inventory.get_device, serial)

@@ -9,7 +9,7 @@ The API imports neither the tracker nor the alert engine. It is given a `LiveSta
   publishes to the database (`monitor.store.live`, lagging by one batch of writes, half a
   second) and the alerts its engine stored (re-read at most every `ALERT_SECONDS`).
 
-Database calls go to a worker thread, except in `monitor api` on SQLite (see `Reads`).
+Database calls go to a worker thread, except reads in `monitor api` on SQLite (see `Reads`).
 """
 
 from __future__ import annotations
@@ -137,8 +137,8 @@ class StoredAlerts:
 
 
 class Reads:
-    """How the routes run their database calls: on a worker thread (the default), or `inline`
-    on the event loop.
+    """How the routes run their database reads: on a worker thread (the default), or `inline`
+    on the event loop (writes always go to a thread: `StatusSources.write`).
 
     Inline is for `monitor api` on SQLite, where the loop has nothing else to do but answer and
     a read is CPU work in this process (page cache, memory map) with no network wait worth
@@ -179,7 +179,13 @@ class StatusSources:
     # The support portal's response clock, as the daemon's overdue rule counts it (`alerts:`).
     response_working_days: int = RESPONSE_WORKING_DAYS
     holiday_region: str = "ENG"
-    read: Reads = field(default_factory=Reads)  # how database calls are run
+    read: Reads = field(default_factory=Reads)  # how database reads are run
+
+    async def write(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a database write (an audit entry, a status report) on a worker thread, always:
+        on SQLite it may wait for the daemon's batch writer to let go of the write lock, and
+        nothing else must wait with it."""
+        return await asyncio.to_thread(function, *args, **kwargs)
 
     def response_due(self, opened_at: datetime) -> datetime:
         """When the portal's response to a request opened at `opened_at` is due."""

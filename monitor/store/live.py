@@ -95,12 +95,13 @@ def encode(record: LiveRecord) -> str:
 def decode(router_id: str, text: str) -> LiveRecord | None:
     """The record a body holds; None (logged) if it cannot be read."""
     try:
-        body = json.loads(text)
-        sample = _read_sample(router_id, body["sample"]) if body.get("sample") else None
+        body = _object(json.loads(text))
+        sample = _read_sample(router_id, _object(body["sample"])) if body.get("sample") else None
         last_body = body.get("last")
         status = None
         if last_body is not None:
-            at = datetime.fromisoformat(last_body["at"])
+            last_body = _object(last_body)
+            at = _instant(last_body["at"])
             if last_body["failure"] is None:
                 if sample is None:
                     raise ValueError("a successful poll without its sample")
@@ -108,11 +109,11 @@ def decode(router_id: str, text: str) -> LiveRecord | None:
             else:
                 kind = FailureKind(last_body["failure"])
                 last = PollFailure(router_id, at, kind, str(last_body["detail"] or ""))
-            success = datetime.fromisoformat(body["success"]) if body.get("success") else None
+            success = _instant(body["success"]) if body.get("success") else None
             status = PollStatus(last, sample, success, int(body["failures"]))
-        month = _read_month(router_id, body["month"]) if body.get("month") else None
+        month = _read_month(router_id, _object(body["month"])) if body.get("month") else None
         rate = float(body["rate"]) if body.get("rate") is not None else None
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, OverflowError) as exc:
         log.warning("router %s: its stored live view is unreadable (%s): shown as unknown",
                     router_id, exc)  # fmt: skip
         return None
@@ -139,7 +140,7 @@ def _read_sample(router_id: str, body: dict[str, Any]) -> Sample:
     imei, iccid, firmware = body["identity"]
     return Sample(
         router_id,
-        datetime.fromisoformat(body["at"]),
+        _instant(body["at"]),
         sim=SimState(body["sim"]),
         link=LinkState(body["link"]),
         network_type=body["network_type"],
@@ -172,5 +173,19 @@ def _read_month(router_id: str, body: dict[str, Any]) -> MonthUsage:
         int(body["received"]),
         int(body["sent"]),
         bool(body["partial"]),
-        datetime.fromisoformat(body["updated_at"]),
+        _instant(body["updated_at"]),
     )
+
+
+def _object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"expected an object, found {type(value).__name__}")
+    return value
+
+
+def _instant(value: Any) -> datetime:
+    """A stored time: ISO 8601 with its offset (one without is not ours: refused)."""
+    at = datetime.fromisoformat(value)
+    if at.tzinfo is None:
+        raise ValueError(f"time {value!r} has no offset")
+    return at

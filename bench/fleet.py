@@ -133,10 +133,37 @@ def counters(text: str) -> dict[str, float]:
     """The daemon's own counters, from its /metrics text."""
     found: dict[str, float] = {}
     for line in text.splitlines():
-        match = re.match(r"^(router_monitor_poll(?:s_total|_overruns_total)\S*) (\S+)$", line)
+        match = re.match(
+            r"^(router_monitor_(?:polls_total|poll_overruns_total|gc_pause_seconds_\w+)\S*) (\S+)$",
+            line,
+        )
         if match:
             found[match.group(1)] = float(match.group(2))
     return found
+
+
+def gc_pauses(before: dict[str, float], after: dict[str, float]) -> str:
+    """Garbage collections by generation over a window: how many, their total pause, and the
+    bucket the longest fell in (router_monitor_gc_pause_seconds)."""
+    shown = []
+    for generation in ("0", "1", "2"):
+        label = f'generation="{generation}"'
+
+        def moved(name: str, extra: str = "", label: str = label) -> float:
+            key = f"router_monitor_gc_pause_seconds_{name}{{{label}{extra}}}"
+            return after.get(key, 0.0) - before.get(key, 0.0)
+
+        count = moved("count")
+        buckets = sorted(
+            (float(key.split('le="')[1].split('"')[0]), after[key] - before.get(key, 0.0))
+            for key in after
+            if key.startswith("router_monitor_gc_pause_seconds_bucket{") and label in key
+        )
+        longest = next((le for le, n in buckets if n >= count), float("inf"))
+        shown.append(
+            f"gen {generation}: {count:.0f}, {moved('sum'):.2f} s in all, longest <= {longest:g} s"
+        )
+    return "; ".join(shown)
 
 
 def router_up(text: str, protocol_of: dict[str, str]) -> dict[str, tuple[int, int]]:
@@ -368,6 +395,8 @@ async def run_daemon_phase(
         total1, ok1 = polls_done(after)
         overruns = "router_monitor_poll_overruns_total"
         out.update(
+            before=before,
+            after=after,
             window_s=wall1 - wall0,
             polls=total1 - total0,
             ok=ok1 - ok0,
@@ -594,6 +623,7 @@ async def main() -> None:
               f"scheduled ({100 * d['polls'] / scheduled:.1f}%), "
               f"{d['ok']:.0f} successful")  # fmt: skip
         print(f"overruns: {d['overruns']:.0f}")
+        print("daemon GC pauses over the window: " + gc_pauses(d["before"], d["after"]))
         polls = max(1.0, d["polls"])
         print(f"daemon CPU: {d['cpu_s']:.1f}s over {d['window_s']:.1f}s = "
               f"{d['cpu_s'] / d['window_s']:.2f} cores; {d['cpu_s'] * 1e3 / polls:.3f} ms per "

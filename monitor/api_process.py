@@ -34,16 +34,20 @@ from monitor.app import (
 )
 from monitor.config import Settings
 from monitor.errors import StartupError
+from monitor.metrics import GcPauses, freeze_startup_objects
 from monitor.units import HostPort
 
 log = logging.getLogger(__name__)
 
 
 async def run_api(
-    settings: Settings, listen: HostPort | None = None, stop: asyncio.Event | None = None
+    settings: Settings,
+    listen: HostPort | None = None,
+    stop: asyncio.Event | None = None,
+    freeze: bool = False,
 ) -> None:
     """Serve the status API on `listen` (default `http.api_listen`) until SIGINT/SIGTERM (or
-    `stop` is set)."""
+    `stop` is set); `freeze` as for `monitor.app.run_daemon`."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     address = listen or settings.http.api_listen
@@ -62,6 +66,7 @@ async def run_api(
     read = Reads(inline=engine.dialect.name == "sqlite")
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)  # this process's CPU and memory, on its own /metrics
+    pauses = GcPauses(registry)
     api = create_api(
         readiness,
         registry,
@@ -91,6 +96,9 @@ async def run_api(
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
+    if freeze:
+        freeze_startup_objects()
+    pauses.install()
     serving = asyncio.create_task(server.serve(sockets=[sock]), name="http")
     stopper = asyncio.create_task(stop.wait(), name="stop")
     log.info(
@@ -108,6 +116,7 @@ async def run_api(
                 serving.exception()
             )
     finally:
+        pauses.remove()
         stopper.cancel()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)

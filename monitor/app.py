@@ -38,7 +38,7 @@ from monitor.core.health import HealthRules
 from monitor.core.lifecycle import OutageRules
 from monitor.core.rules import AlertRules
 from monitor.errors import ConfigError, Problem, StartupError
-from monitor.metrics import DaemonMetrics
+from monitor.metrics import DaemonMetrics, GcPauses, freeze_startup_objects
 from monitor.model import PollTarget, Protocol, Router
 from monitor.profiles import Profile, SnmpProfile, load_profiles
 from monitor.profiles_hilink import HilinkProfile
@@ -258,14 +258,19 @@ def schema_check(engine: Engine) -> Callable[[], Awaitable[str]]:
     return check
 
 
-async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Run until SIGINT/SIGTERM (or `stop` is set), then shut down cleanly."""
+async def run_daemon(
+    settings: Settings, stop: asyncio.Event | None = None, freeze: bool = False
+) -> None:
+    """Run until SIGINT/SIGTERM (or `stop` is set), then shut down cleanly. `freeze`: the
+    process is the daemon's own (`monitor run`), so what startup built is frozen out of the
+    garbage collector's sight once built (`freeze_startup_objects`)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     profiles = load_checked_profiles(settings)
     engine = await asyncio.to_thread(prepare_database, settings)
     registry = CollectorRegistry()
     metrics = DaemonMetrics(registry)
+    pauses = GcPauses(registry)
     try:
         inventory = store.Inventory(engine)
         tracker = Tracker(
@@ -375,6 +380,9 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
     loop.set_exception_handler(_quiet_pysnmp_garbage)
+    if freeze:
+        freeze_startup_objects()
+    pauses.install()
     tasks = [
         asyncio.create_task(server.serve(sockets=[sock]), name="http"),
         asyncio.create_task(scheduler.run(stop), name="scheduler"),
@@ -411,6 +419,7 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
             if task.get_name() == "http" and not server.started:
                 raise StartupError(f"http server on {listen} did not start")
     finally:
+        pauses.remove()
         stopper.cancel()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)

@@ -115,6 +115,7 @@ def test_daemon_serves_and_stops_cleanly(
         assert metrics.headers["content-type"].startswith("text/plain")
         assert 'router_monitor_build_info{version="' in metrics.text
         assert "router_monitor_inventory_routers 1.0" in metrics.text
+        assert 'router_monitor_gc_pause_seconds_count{generation="0"}' in metrics.text
         openapi = requests.get(f"{base}/api/v1/openapi.json", timeout=5).json()
         assert "/healthz" in openapi["paths"]
         code, stderr = stop(process, signum)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.metrics import INFO_LABELS, RouterSeries
+from monitor.metrics import INFO_LABELS, GcPauses, RouterSeries
 
 
 def families(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
@@ -132,3 +134,26 @@ def test_pieces_render_what_a_plain_table_would(
         else:
             check()  # a scrape, after any number of changes since the last
     check()
+
+
+def test_gc_pauses_are_timed_while_installed_only() -> None:
+    registry = CollectorRegistry()
+    pauses = GcPauses(registry)
+
+    def full_collections() -> float:
+        value = registry.get_sample_value(
+            "router_monitor_gc_pause_seconds_count", {"generation": "2"}
+        )
+        return value or 0.0
+
+    pauses.install()
+    try:
+        gc.collect()
+        gc.collect()
+    finally:
+        pauses.remove()
+    assert full_collections() == 2
+    assert registry.get_sample_value("router_monitor_gc_pause_seconds_sum", {"generation": "2"})
+    gc.collect()
+    assert full_collections() == 2
+    pauses.remove()  # twice is harmless

@@ -34,20 +34,17 @@ from monitor.app import (
 )
 from monitor.config import Settings
 from monitor.errors import StartupError
-from monitor.metrics import GcPauses, freeze_startup_objects
+from monitor.metrics import GcPauses
 from monitor.units import HostPort
 
 log = logging.getLogger(__name__)
 
 
 async def run_api(
-    settings: Settings,
-    listen: HostPort | None = None,
-    stop: asyncio.Event | None = None,
-    freeze: bool = False,
+    settings: Settings, listen: HostPort | None = None, stop: asyncio.Event | None = None
 ) -> None:
     """Serve the status API on `listen` (default `http.api_listen`) until SIGINT/SIGTERM (or
-    `stop` is set); `freeze` as for `monitor.app.run_daemon`."""
+    `stop` is set)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     address = listen or settings.http.api_listen
@@ -96,8 +93,6 @@ async def run_api(
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
-    if freeze:
-        freeze_startup_objects()
     pauses.install()
     serving = asyncio.create_task(server.serve(sockets=[sock]), name="http")
     stopper = asyncio.create_task(stop.wait(), name="stop")

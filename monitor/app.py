@@ -38,7 +38,7 @@ from monitor.core.health import HealthRules
 from monitor.core.lifecycle import OutageRules
 from monitor.core.rules import AlertRules
 from monitor.errors import ConfigError, Problem, StartupError
-from monitor.metrics import DaemonMetrics, GcPauses, freeze_startup_objects
+from monitor.metrics import DaemonMetrics, GcPauses
 from monitor.model import PollTarget, Protocol, Router
 from monitor.profiles import Profile, SnmpProfile, load_profiles
 from monitor.profiles_hilink import HilinkProfile
@@ -258,12 +258,8 @@ def schema_check(engine: Engine) -> Callable[[], Awaitable[str]]:
     return check
 
 
-async def run_daemon(
-    settings: Settings, stop: asyncio.Event | None = None, freeze: bool = False
-) -> None:
-    """Run until SIGINT/SIGTERM (or `stop` is set), then shut down cleanly. `freeze`: the
-    process is the daemon's own (`monitor run`), so what startup built is frozen out of the
-    garbage collector's sight once built (`freeze_startup_objects`)."""
+async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run until SIGINT/SIGTERM (or `stop` is set), then shut down cleanly."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     profiles = load_checked_profiles(settings)
@@ -380,8 +376,6 @@ async def run_daemon(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
     loop.set_exception_handler(_quiet_pysnmp_garbage)
-    if freeze:
-        freeze_startup_objects()
     pauses.install()
     tasks = [
         asyncio.create_task(server.serve(sockets=[sock]), name="http"),

@@ -177,7 +177,7 @@ def _run(args: argparse.Namespace) -> int:
     # uvloop (libuv) where it exists, the standard loop elsewhere: polling is mostly event-loop
     # work (timers, sockets, task switches).
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(run_daemon(settings, freeze=True))
+        runner.run(run_daemon(settings))
     return 0
 
 
@@ -186,7 +186,7 @@ def _api(args: argparse.Namespace) -> int:
     # As for `run` where database calls run on threads (PostgreSQL; writes on SQLite too).
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(run_api(settings, args.listen, freeze=True))
+        runner.run(run_api(settings, args.listen))
     return 0
 
 

@@ -51,16 +51,6 @@ class GcPauses:
             gc.callbacks.remove(self._observe)
 
 
-def freeze_startup_objects() -> None:
-    """Take what startup built (the settings, the state loaded from the database) out of the
-    garbage collector's sight, once it is built: a full collection walks every tracked object,
-    and a 100k-router config file alone leaves 729k of them, 0.7 s per full collection
-    (docs/performance.md). Frozen objects are still freed by reference counting as ever; only
-    reference cycles among them would outlive their use."""
-    gc.collect()
-    gc.freeze()
-
-
 class DaemonMetrics:
     """Counters and gauges about the monitor process, registered on `registry`."""
 

@@ -15,6 +15,7 @@ It never migrates the schema (the daemon does): until the database is at the new
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -48,6 +49,11 @@ async def run_api(
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     address = listen or settings.http.api_listen
+    # The routers the config declares are the daemon's to load and poll; none of them is read
+    # here. A fleet declared in the config (the bench's 100k routers: ~730k objects) would
+    # otherwise stay in memory and in every full garbage collection of this process.
+    settings = settings.model_copy(update={"routers": ()})
+    gc.collect()
     engine = await asyncio.to_thread(store.open_database, settings.database.url)
     try:
         sock = listen_socket(address, "http.api_listen" if listen is None else "--listen")

@@ -182,11 +182,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _api(args: argparse.Namespace) -> int:
-    settings = _settings(args)
     # As for `run` where database calls run on threads (PostgreSQL; writes on SQLite too).
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(run_api(settings, args.listen))
+        # No reference kept here: run_api lets go of the config's routers (never read there).
+        runner.run(run_api(_settings(args), args.listen))
     return 0
 
 

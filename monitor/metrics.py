@@ -20,7 +20,7 @@ from monitor import __version__
 class GcPauses:
     """Times the interpreter's garbage collections (`router_monitor_gc_pause_seconds`, by
     generation): a collection stops every thread of the process, event loop included, and a
-    full one walks every tracked object, which at 100k routers was most of a second.
+    full one walks every tracked object (at 100k routers, seconds: docs/performance.md).
 
     `install` hooks `gc.callbacks`; `remove` unhooks (the composition root does both)."""
 

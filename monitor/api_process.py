@@ -17,21 +17,20 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 import signal
 
 import uvicorn
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from monitor import __version__, store
-from monitor.api import StatusSources, create_api
+from monitor.api import create_api
 from monitor.api.sources import Reads, Stored, StoredAlerts
 from monitor.app import (
-    ALERT_EVALUATION,
     UvicornServer,
     listen_socket,
-    password_cipher,
+    metrics_token,
     schema_check,
+    status_sources,
 )
 from monitor.config import Settings
 from monitor.errors import StartupError
@@ -73,21 +72,14 @@ async def run_api(
     api = create_api(
         readiness,
         registry,
-        sources=StatusSources.build(
+        sources=status_sources(
+            settings,
             engine,
             Stored(engine, settings.data_cap.bytes, settings.zone, read),
             StoredAlerts(store.AlertStore(engine), read=read),
-            settings.data_cap.bytes,
-            settings.zone,
-            password_cipher(os.environ),  # its key is never in the config file (docs/api.md)
-            follow_up=settings.poll.interval + ALERT_EVALUATION,
-            response_working_days=settings.alerts.response_working_days,
-            holiday_region=settings.alerts.holiday_region,
-            read=read,
+            read,
         ),
-        metrics_token=(
-            settings.http.metrics_token.get_secret_value() if settings.http.metrics_token else None
-        ),
+        metrics_token=metrics_token(settings),
     )
     server = UvicornServer(uvicorn.Config(api, log_config=None, access_log=False, lifespan="off"))
 

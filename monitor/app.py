@@ -29,7 +29,7 @@ from monitor.alerts.notify import AlertmanagerNotifier, EmailNotifier, Notifier,
 from monitor.alerts.servicenow import ServiceNowPortal
 from monitor.alerts.support import SupportDispatcher
 from monitor.api import StatusSources, create_api
-from monitor.api.sources import Tracked, held
+from monitor.api.sources import Alerts, LiveState, Reads, Tracked, held
 from monitor.collectors.base import Collector
 from monitor.collectors.hilink import HilinkCollector
 from monitor.collectors.snmp import SnmpCollector
@@ -68,6 +68,31 @@ def password_cipher(environ: Mapping[str, str]) -> PasswordCipher | None:
     """The device password cipher, if a key is given in the environment (config.password_key)."""
     found = password_key(environ)
     return PasswordCipher.from_text(*found) if found else None
+
+
+def status_sources(
+    settings: Settings, engine: Engine, live: LiveState, alerts: Alerts, read: Reads | None = None
+) -> StatusSources:
+    """What /api/v1 reads, over `engine`, as the config says (the daemon's own API and
+    `monitor api` alike)."""
+    return StatusSources.build(
+        engine,
+        live,
+        alerts,
+        settings.data_cap.bytes,
+        settings.zone,
+        password_cipher(os.environ),  # its key is never in the config file (docs/api.md)
+        follow_up=settings.poll.interval + ALERT_EVALUATION,
+        response_working_days=settings.alerts.response_working_days,
+        holiday_region=settings.alerts.holiday_region,
+        read=read,
+    )
+
+
+def metrics_token(settings: Settings) -> str | None:
+    """The bearer token /metrics asks for, if the config sets one."""
+    token = settings.http.metrics_token
+    return token.get_secret_value() if token is not None else None
 
 
 def load_checked_profiles(settings: Settings) -> dict[str, Profile]:
@@ -347,20 +372,10 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
         readiness,
         registry,
         tracker.series.render_bytes,
-        StatusSources.build(
-            engine,
-            Tracked(tracker),
-            held(lambda: alert_engine.alerts.values()),
-            settings.data_cap.bytes,
-            settings.zone,
-            password_cipher(os.environ),  # its key is never in the config file (docs/api.md)
-            follow_up=settings.poll.interval + ALERT_EVALUATION,
-            response_working_days=settings.alerts.response_working_days,
-            holiday_region=settings.alerts.holiday_region,
+        status_sources(
+            settings, engine, Tracked(tracker), held(lambda: alert_engine.alerts.values())
         ),
-        metrics_token=(
-            settings.http.metrics_token.get_secret_value() if settings.http.metrics_token else None
-        ),
+        metrics_token=metrics_token(settings),
     )
     config = uvicorn.Config(api, log_config=None, access_log=False, lifespan="off")
     server = UvicornServer(config)

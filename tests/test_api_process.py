@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +26,10 @@ from monitor.store.access import AccessStore
 ORGANISATION = {"id": "emulated-la", "name": "Emulated LA", "kind": "local_authority"}
 
 
-@contextlib.contextmanager
-def api_process(config: Path, cwd: Path, *extra: str) -> Iterator[subprocess.Popen[str]]:
-    command = [sys.executable, "-m", "monitor", "api", "--config", str(config), *extra]
-    process = subprocess.Popen(
-        command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=daemon_env(),
-    )  # fmt: skip
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate(timeout=10)
+def api_process(
+    config: Path, cwd: Path
+) -> contextlib.AbstractContextManager[subprocess.Popen[str]]:
+    return daemon(config, cwd, "api")
 
 
 def write_config(tmp_path: Path, url: str, routers: list[dict[str, Any]]) -> tuple[Path, str, str]:

@@ -61,9 +61,10 @@ def daemon_env() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def daemon(config: Path, cwd: Path) -> Iterator[subprocess.Popen[str]]:
+def daemon(config: Path, cwd: Path, command: str = "run") -> Iterator[subprocess.Popen[str]]:
+    """`monitor run` (or another long-running `command`: `api`) as a process, killed after."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "monitor", "run", "--config", str(config)],
+        [sys.executable, "-m", "monitor", command, "--config", str(config)],
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

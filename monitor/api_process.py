@@ -5,7 +5,7 @@ portal from here instead: one interpreter lock and one event loop cannot both po
 routers and answer 200 requests a second quickly (docs/performance.md). This process only
 reads, from the database the pollers write: the inventory, tokens and support requests as
 ever, each router's live view as the pollers publish it with every batch of results
-(`monitor.store.live`, at most half a second behind), and the alerts their engines store. So it
+(`monitor.store.live`, one batch of writes behind), and the alerts their engines store. So it
 also answers for every shard of a sharded fleet at once.
 
 It never migrates the schema (the daemon does): until the database is at the newest one,

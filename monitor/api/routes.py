@@ -47,6 +47,7 @@ from monitor.model import (
     SupportRequestKind,
     SupportRequestState,
 )
+from monitor.store.access import RouterListing
 
 IDENTIFIER = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 MAX_OFFSET = 1_000_000_000
@@ -113,20 +114,7 @@ def read_routes(sources: StatusSources, authenticate: Authenticate) -> APIRouter
         page = await sources.read(sources.access.routers_page, organisations, states, limit, offset)
         total = await totals.get(organisations, states)
         # One validation of the whole page (in pydantic's core), not one per router.
-        items = [
-            {
-                "id": item.id,
-                "imei": item.imei,
-                "serial": item.serial,
-                "organisation": item.organisation_id,
-                "order_number": item.order_number,
-                "device_status": item.device_status,
-                "monitored": item.monitored,
-                "state": item.state,
-                "state_since": item.since,
-            }
-            for item in page
-        ]
+        items = [item_fields(item) for item in page]
         return RouterPage.model_validate(
             {"total": total, "limit": limit, "offset": offset, "items": items}
         )
@@ -258,6 +246,21 @@ def read_routes(sources: StatusSources, authenticate: Authenticate) -> APIRouter
     return api
 
 
+def item_fields(item: RouterListing) -> dict[str, object]:
+    """The fields of a router's listing item (also the first of its full view)."""
+    return {
+        "id": item.id,
+        "imei": item.imei,
+        "serial": item.serial,
+        "organisation": item.organisation_id,
+        "order_number": item.order_number,
+        "device_status": item.device_status,
+        "monitored": item.monitored,
+        "state": item.state,
+        "state_since": item.since,
+    }
+
+
 def detail(
     sources: StatusSources,
     facts: RouterFacts,
@@ -306,7 +309,7 @@ def detail(
         and in_scope(alert, visible)
     ]
     return RouterDetail(
-        **RouterDetail.item_fields(router, state, health.since if health else None),
+        **item_fields(RouterListing.of(router, state.value, health.since if health else None)),
         iccid=router.iccid,
         health=HealthOut(
             state=state,

@@ -14,7 +14,6 @@ from monitor.model import (
     DeviceStatus,
     Health,
     OrganisationKind,
-    Router,
     Rule,
     Severity,
     SupportRequest,
@@ -223,22 +222,6 @@ class RouterDetail(RouterItem):
     alerts: list[AlertOut]
     open_support_requests: list[SupportRequestOut]
     advice: list[str]
-
-    @staticmethod
-    def item_fields(router: Router, state: Health, since: datetime | None) -> dict[str, object]:
-        """The fields a router shares with its listing item."""
-        device = router.device
-        return {
-            "id": router.id,
-            "imei": device.imei,
-            "serial": device.serial,
-            "organisation": device.organisation_id,
-            "order_number": device.order_number,
-            "device_status": device.status,
-            "monitored": router.monitored,
-            "state": state,
-            "state_since": since,
-        }
 
 
 class OrganisationOut(BaseModel):

@@ -6,8 +6,9 @@ The API imports neither the tracker nor the alert engine. It is given a `LiveSta
 - in the daemon's own process, `Tracked` (the tracker's memory) and `held` (the alert engine's):
   in-memory structures the event loop mutates, read on the loop (async routes);
 - in a process of its own (`monitor api`), `Stored` and `StoredAlerts`: what the poller
-  publishes to the database (`monitor.store.live`, lagging by one batch of writes, half a
-  second) and the alerts its engine stored (re-read at most every `ALERT_SECONDS`).
+  publishes to the database (`monitor.store.live`, one batch of writes behind: docs/api.md
+  says when that is longer) and the alerts its engine stored (re-read at most every
+  `ALERT_SECONDS`).
 
 Database calls go to a worker thread, except reads in `monitor api` on SQLite (see `Reads`).
 """

@@ -34,6 +34,7 @@ from monitor.model import (
     DeviceStatus,
     Organisation,
     OrganisationKind,
+    Router,
 )
 from monitor.store.bulk import CHUNK, UpsertResult, batched
 from monitor.store.db import as_utc, reading, upsert, writing
@@ -117,6 +118,15 @@ class RouterListing:
     monitored: bool
     state: str
     since: datetime | None
+
+    @classmethod
+    def of(cls, router: Router, state: str, since: datetime | None) -> RouterListing:
+        """A router from the inventory, as listed, in `state` since `since`."""
+        device = router.device
+        return cls(
+            router.id, device.imei, device.serial, device.organisation_id, device.order_number,
+            device.status.value, router.monitored, state, since,
+        )  # fmt: skip
 
 
 class PasswordCipher:

@@ -4,8 +4,8 @@ The poller keeps its routers' latest poll status, cap month and recent rate in m
 status API served by `monitor api` runs in a process of its own (so that answering the portal
 never queues behind polling on one interpreter lock) and reads them from here instead. One row
 per router, rewritten with each batch of poll results (`monitor.store.batch`), so it lags the
-poller by at most one batch (half a second). The health state is stored on its own
-(`health_state`) and read with it.
+poller by one batch (half a second, unless the database is failing: docs/api.md). The
+health state is stored on its own (`health_state`) and read with it.
 
 The body is JSON: a handful of fields that a new version may add to; an unreadable body is
 logged and read as "nothing known yet" rather than failing the request.

@@ -29,7 +29,7 @@ from monitor.alerts.notify import AlertmanagerNotifier, EmailNotifier, Notifier,
 from monitor.alerts.servicenow import ServiceNowPortal
 from monitor.alerts.support import SupportDispatcher
 from monitor.api import StatusSources, create_api
-from monitor.api.sources import Alerts, LiveState, Reads, Tracked, held
+from monitor.api.sources import Alerts, Held, LiveState, Reads, Tracked
 from monitor.collectors.base import Collector
 from monitor.collectors.hilink import HilinkCollector
 from monitor.collectors.snmp import SnmpCollector
@@ -115,11 +115,19 @@ def load_checked_profiles(settings: Settings) -> dict[str, Profile]:
     return profiles
 
 
+def configured_targets(settings: Settings) -> dict[str, PollTarget]:
+    """The poll targets the config declares (its own endpoint and credentials), by router id."""
+    return {router.id: router.to_target() for router in settings.routers}
+
+
 def poll_targets(
-    routers: Sequence[Router], settings: Settings, profiles: Mapping[str, Profile]
+    routers: Sequence[Router],
+    configured: Mapping[str, PollTarget],
+    settings: Settings,
+    profiles: Mapping[str, Profile],
 ) -> tuple[list[PollTarget], list[str]]:
-    """The routers that can be polled, with credentials; and why the others cannot."""
-    configured = {router.id: router.to_target() for router in settings.routers}
+    """The routers that can be polled, with credentials (`configured`'s where the config
+    declares the router, else the defaults'); and why the others cannot."""
     defaults = settings.router_defaults
     snmp = defaults.snmp.to_credentials() if defaults.snmp else None
     http = defaults.http.to_login() if defaults.http else None
@@ -319,6 +327,12 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
     except BaseException:
         engine.dispose()
         raise
+    # The config's routers are in the database now (prepare_database); polling needs only
+    # their targets. Letting go of the parsed entries takes about 7 tracked objects per router
+    # out of every full garbage collection (the bench's 100k: ~730k objects).
+    configured = configured_targets(settings)
+    declared = len(settings.routers)
+    settings = settings.model_copy(update={"routers": ()})
     collectors = build_collectors(profiles)
     reported_skips: set[str] = set()
 
@@ -334,7 +348,7 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
         known_routers[:] = routers
         routers_read.set()
         tracker.follow_inventory(routers, organisations)
-        found, skipped = poll_targets(routers, settings, profiles)
+        found, skipped = poll_targets(routers, configured, settings, profiles)
         for reason in sorted(set(skipped) - reported_skips):
             log.warning("not polling router %s", reason)
         reported_skips.clear()
@@ -373,7 +387,7 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
         registry,
         tracker.series.render_bytes,
         status_sources(
-            settings, engine, Tracked(tracker), held(lambda: alert_engine.alerts.values())
+            settings, engine, Tracked(tracker), Held(lambda: alert_engine.alerts.values())
         ),
         metrics_token=metrics_token(settings),
     )
@@ -410,7 +424,7 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None = None) -> N
         "router-monitor %s running: %d routers configured; status %s/healthz, %s/readyz, "
         "metrics %s/metrics, API docs %s/api/v1/docs",
         __version__,
-        len(settings.routers),
+        declared,
         listen.url,
         listen.url,
         listen.url,

@@ -32,6 +32,10 @@ class GcPauses:
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=registry,
         )
+        # Every generation's series from the start: the youngest is collected only every
+        # 20,000 allocations (monitor/cli.py), and an absent series reads as no data.
+        for generation in range(3):
+            self._pauses.labels(generation=str(generation))
         self._started = 0.0
 
     def _observe(self, phase: str, info: dict[str, int]) -> None:

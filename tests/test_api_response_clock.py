@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from test_api_tenants import LONDON, FakeLive, build_world
 
 from monitor.api import StatusSources, create_api
-from monitor.api.sources import Tracked, held
+from monitor.api.sources import Held, Tracked
 from monitor.core.access import Role
 from monitor.store import SupportRequests
 
@@ -39,7 +39,7 @@ def test_response_due_at_counts_the_configured_working_days(
     [request] = requests.find(router_id=world.routers["la-1"].id)
     requests.mark_open(request.correlation_id, "sys-1", "INC0001", OPENED)
     configured = StatusSources.build(
-        migrated, Tracked(FakeLive()), held(lambda: world.alerts), 20 * 10**9, LONDON, None,
+        migrated, Tracked(FakeLive()), Held(lambda: world.alerts), 20 * 10**9, LONDON, None,
         response_working_days=working_days, holiday_region="WLS" if working_days else None,
     )  # fmt: skip
     sources = replace(
@@ -60,10 +60,10 @@ def test_response_due_at_counts_the_configured_working_days(
 
 
 def test_build_keeps_todays_defaults_when_nothing_is_configured(migrated: Engine) -> None:
-    default = StatusSources.build(migrated, Tracked(FakeLive()), held(list), 1, LONDON, None)
+    default = StatusSources.build(migrated, Tracked(FakeLive()), Held(list), 1, LONDON, None)
     assert (default.response_working_days, default.holiday_region) == (3, "ENG")
     wales = StatusSources.build(
-        migrated, Tracked(FakeLive()), held(list), 1, LONDON, None,
+        migrated, Tracked(FakeLive()), Held(list), 1, LONDON, None,
         response_working_days=4, holiday_region="WLS",
     )  # fmt: skip
     assert (wales.response_working_days, wales.holiday_region) == (4, "WLS")

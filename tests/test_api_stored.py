@@ -20,7 +20,7 @@ from test_api_tenants import ORGANISATIONS, firing_alert, router_of
 from test_tracking import LONDON, FakeClock, clock, fleet, poll_for, register, tracker
 
 from monitor.api import StatusSources, create_api
-from monitor.api.sources import Alerts, LiveState, Reads, Stored, StoredAlerts, Tracked, held
+from monitor.api.sources import Alerts, Held, LiveState, Reads, Stored, StoredAlerts, Tracked
 from monitor.emulator.fleet import EmulatedFleet
 from monitor.model import Advance, Alert, AlertState
 from monitor.store import AlertStore, Inventory
@@ -73,7 +73,7 @@ async def test_the_stored_view_answers_as_the_tracker_does(
     _, secret = AccessStore(migrated).create_token("portal", "programme", None)
     headers = {"Authorization": f"Bearer {secret}"}
 
-    memory = api(migrated, Tracked(track), held(alerts.values), clock)
+    memory = api(migrated, Tracked(track), Held(alerts.values), clock)
     stored = api(migrated, Stored(migrated, CAP, LONDON), StoredAlerts(AlertStore(migrated)), clock)
     inline = Reads(inline=True)  # as `monitor api` reads SQLite: on the loop
     stored_inline = api(

@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 
 from monitor.api import StatusSources, create_api
 from monitor.api.auth import TOKEN_SECONDS
-from monitor.api.sources import Tracked, held
+from monitor.api.sources import Held, Tracked
 from monitor.core.access import Role, role_problem
 from monitor.core.rules import RouterFacts
 from monitor.core.status import StatusBoard
@@ -174,7 +174,7 @@ def build_world(engine: Engine, cipher: PasswordCipher | None = None) -> World:
         live.health[router.id] = HealthState(router.id, state, NOW - timedelta(hours=1))
         health.record(live.health[router.id], None)
     sources = StatusSources(
-        inventory, access, SupportRequests(engine), Tracked(live), held(lambda: alerts), CAP,
+        inventory, access, SupportRequests(engine), Tracked(live), Held(lambda: alerts), CAP,
         LONDON, cipher, clock=lambda: NOW,
     )  # fmt: skip
 

@@ -140,7 +140,8 @@ def read_routes(sources: StatusSources, authenticate: Authenticate) -> APIRouter
         shown = [SupportRequestOut.of(r, sources.response_due) for r in requests]
         now = sources.clock()
         facts, status = await sources.live.view(found, now)
-        return detail(sources, facts, status, await sources.alerts(), shown, visible, now)
+        alerts = await sources.alerts.of_router(found.id)
+        return detail(sources, facts, status, alerts, shown, visible, now)
 
     @api.get(
         "/organisations/{organisation}/summary",

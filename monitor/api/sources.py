@@ -3,7 +3,7 @@
 The API imports neither the tracker nor the alert engine. It is given a `LiveState` and an
 `Alerts` source, of one of two kinds:
 
-- in the daemon's own process, `Tracked` (the tracker's memory) and `held` (the alert engine's):
+- in the daemon's own process, `Tracked` (the tracker's memory) and `Held` (the alert engine's):
   in-memory structures the event loop mutates, read on the loop (async routes);
 - in a process of its own (`monitor api`), `Stored` and `StoredAlerts`: what the poller
   publishes to the database (`monitor.store.live`, one batch of writes behind: docs/api.md
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final, ParamSpec, Protocol, TypeVar
@@ -41,7 +41,18 @@ ALERT_SECONDS: Final = 2.0
 """How long alerts read from the database are reused (the engine re-evaluates every 30 s)."""
 
 View = tuple[RouterFacts, PollStatus | None]
-Alerts = Callable[[], Awaitable[Iterable[Alert]]]
+
+
+class Alerts(Protocol):
+    """Where the alerts are read from."""
+
+    async def __call__(self) -> Iterable[Alert]:
+        """Every alert not inactive."""
+        ...
+
+    async def of_router(self, router_id: str) -> Iterable[Alert]:
+        """The alerts (not inactive) about one router."""
+        ...
 
 
 class LiveState(Protocol):
@@ -100,13 +111,17 @@ class Stored:
         return RouterFacts(router, health, month, projection, sample), status
 
 
-def held(alerts: Callable[[], Iterable[Alert]]) -> Alerts:
+class Held:
     """The alerts an in-process engine holds, as the API reads them (a snapshot per call)."""
 
-    async def current() -> Iterable[Alert]:
-        return list(alerts())
+    def __init__(self, alerts: Callable[[], Iterable[Alert]]) -> None:
+        self._alerts = alerts
 
-    return current
+    async def __call__(self) -> Iterable[Alert]:
+        return list(self._alerts())
+
+    async def of_router(self, router_id: str) -> Iterable[Alert]:
+        return [alert for alert in self._alerts() if alert.router_id == router_id]
 
 
 class StoredAlerts:
@@ -131,10 +146,17 @@ class StoredAlerts:
     async def __call__(self) -> Iterable[Alert]:
         async with self._reading:
             if self._clock() >= self._until:
-                found = await self._read(self._store.load)
+                # On a worker thread even where reads are inline (`Reads`): at 100k routers
+                # with thousands of alerts this read takes ~0.2 s, and on the event loop every
+                # request meanwhile waited for it (docs/performance.md).
+                found = await asyncio.to_thread(self._store.load)
                 self._alerts = list(found.values())
                 self._until = self._clock() + self._seconds
             return self._alerts
+
+    async def of_router(self, router_id: str) -> Iterable[Alert]:
+        """Read now (indexed, a few rows): a router's view needs not wait for the whole set."""
+        return await self._read(self._store.of_router, router_id)
 
 
 class Reads:

@@ -34,6 +34,12 @@ class AlertStore:
         with reading(self._sessions, "alerts") as session:
             return {row.fingerprint: _alert(row) for row in session.scalars(select(AlertRow))}
 
+    def of_router(self, router_id: str) -> list[Alert]:
+        """The alerts about one router (not inactive): an indexed read of a few rows."""
+        query = select(AlertRow).where(AlertRow.router_id == router_id)
+        with reading(self._sessions, "alerts") as session:
+            return [_alert(row) for row in session.scalars(query)]
+
     def apply(self, advances: Sequence[Advance], now: datetime) -> int:
         """Store what an evaluation changed and queue what to send; return rows queued."""
         queued = 0

@@ -7,6 +7,7 @@ password of its URL.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
 from monitor.errors import MonitorError, StoreError
 
@@ -120,13 +122,28 @@ def _create_sqlite_directory(url: URL) -> None:
     Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
+def _locked(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+
+# Switching a new database to WAL needs it to itself: when `monitor run` and `monitor api` open
+# one together (Compose starts both), SQLite may refuse one of them at once, without waiting
+# out busy_timeout (it would otherwise deadlock). Once in WAL the switch is a no-op.
+_wal_switch = Retrying(
+    retry=retry_if_exception(_locked),
+    wait=wait_random(0.01, 0.1),
+    stop=stop_after_delay(_SQLITE_BUSY_TIMEOUT_MS / 1000),
+    reraise=True,
+)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA foreign_keys=ON")
-        # WAL lets the API read while the poller writes; busy_timeout makes writers queue.
-        cursor.execute("PRAGMA journal_mode=WAL")
+        # busy_timeout makes writers queue; WAL lets the API read while the poller writes.
         cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
+        _wal_switch(cursor.execute, "PRAGMA journal_mode=WAL")
         # A page cache that holds the hot tables of a large fleet (the default is 2 MiB; it is
         # mostly the batch writer's: a reader's cache is dropped whenever another connection
         # commits), and reads through a memory map rather than a read() call per page.

@@ -48,10 +48,8 @@ async def run_api(
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     address = listen or settings.http.api_listen
-    # The routers the config declares are the daemon's to load and poll; none of them is read
-    # here. A fleet declared in the config (the bench's 100k routers: ~730k objects) would
-    # otherwise stay in memory and in every full garbage collection of this process.
-    settings = settings.model_copy(update={"routers": ()})
+    # The routers the config declares are the daemon's to load and poll; none is read here.
+    settings = settings.without_routers()
     gc.collect()
     engine = await asyncio.to_thread(store.open_database, settings.database.url)
     try:

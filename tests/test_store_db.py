@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -70,36 +68,3 @@ def test_unreachable_server_is_a_store_error_without_the_password() -> None:
     assert "s3cr3t-pw" not in message
     assert "postgresql+psycopg://monitor:***@127.0.0.1:1/monitor" in message
     assert caught.value.__cause__ is not None
-
-
-def test_processes_opening_a_new_sqlite_database_at_once_all_get_it(tmp_path: Path) -> None:
-    """`monitor run` and `monitor api` start together (Compose): each switches a new database
-    to WAL, and neither may fail for the other's lock."""
-    script = (
-        "import sys\n"
-        "from monitor.store import open_database\n"
-        "print('ready', flush=True)\n"
-        "sys.stdin.readline()\n"
-        "open_database(sys.argv[1]).dispose()\n"
-    )
-    for attempt in range(10):
-        url = f"sqlite:///{tmp_path / f'fresh-{attempt}.db'}"
-        openers = [
-            subprocess.Popen(
-                [sys.executable, "-c", script, url],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for _ in range(4)
-        ]
-        for opener in openers:  # all imported: now open the database together
-            assert opener.stdout is not None
-            assert opener.stdout.readline() == "ready\n"
-        for opener in openers:
-            assert opener.stdin is not None
-            opener.stdin.write("go\n")
-            opener.stdin.flush()
-        failures = [opener.communicate(timeout=60)[1] for opener in openers]
-        assert [opener.returncode for opener in openers] == [0] * 4, failures

@@ -13,12 +13,13 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, Final
 
-from sqlalchemy import Engine, delete, exists, func, select, update
+from sqlalchemy import Engine, Row, bindparam, delete, exists, func, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from monitor.model import Advance, Alert, AlertState, Rule, Severity, SupportRequestKind
-from monitor.store.db import as_utc, insert_for, reading, upsert, writing
+from monitor.store.db import as_utc, connected, insert_for, reading, upsert, writing
 from monitor.store.support import open_request
 from monitor.store.tables import AlertRow, OutboxRow
 
@@ -27,6 +28,7 @@ class AlertStore:
     """Reads and writes alerts and their outbox rows."""
 
     def __init__(self, engine: Engine) -> None:
+        self._engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     def load(self) -> dict[str, Alert]:
@@ -36,9 +38,9 @@ class AlertStore:
 
     def of_router(self, router_id: str) -> list[Alert]:
         """The alerts about one router (not inactive): an indexed read of a few rows."""
-        query = select(AlertRow).where(AlertRow.router_id == router_id)
-        with reading(self._sessions, "alerts") as session:
-            return [_alert(row) for row in session.scalars(query)]
+        with connected(self._engine, "alerts") as connection:
+            rows = connection.execute(_OF_ROUTER, {"router_id": router_id}).all()
+        return [_alert(row) for row in rows]
 
     def apply(self, advances: Sequence[Advance], now: datetime) -> int:
         """Store what an evaluation changed and queue what to send; return rows queued."""
@@ -223,7 +225,13 @@ def _values(alert: Alert) -> dict[str, object]:
     }
 
 
-def _alert(row: AlertRow) -> Alert:
+# Built once: read for every router the status API shows (see `monitor.store.db.connected`).
+_OF_ROUTER: Final = select(*AlertRow.__table__.c).where(
+    AlertRow.router_id == bindparam("router_id")
+)
+
+
+def _alert(row: AlertRow | Row[Any]) -> Alert:
     def stamp(value: datetime | None) -> datetime | None:
         return as_utc(value) if value is not None else None
 

@@ -19,7 +19,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import URL, Engine, create_engine, event, make_url, text
+from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
@@ -182,6 +182,24 @@ def reading(sessions: sessionmaker[Session], what: str) -> Iterator[Session]:
     try:
         with sessions() as session:
             yield session
+    except MonitorError:
+        raise
+    except SQLAlchemyError as exc:
+        raise store_error(exc, what) from exc
+
+
+@contextmanager
+def connected(engine: Engine, what: str) -> Iterator[Connection]:
+    """A connection for reads in SQLAlchemy Core; database errors become StoreError naming
+    `what`.
+
+    For the reads the status API makes per request. Without an ORM session, and with each
+    statement built once (module-level, or once per shape of filter) so that SQLAlchemy
+    neither rebuilds it nor recomputes its cache key, a read costs a quarter of what it did:
+    at 100k routers, a router by IMEI 0.30 ms of CPU instead of 1.36 (docs/performance.md)."""
+    try:
+        with engine.connect() as connection:
+            yield connection
     except MonitorError:
         raise
     except SQLAlchemyError as exc:

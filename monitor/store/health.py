@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Row, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.model import Health, HealthState, Transition
@@ -98,7 +98,7 @@ def _values(state: HealthState) -> dict[str, Any]:
     }
 
 
-def health_of(row: HealthStateRow) -> HealthState:
+def health_of(row: HealthStateRow | Row[Any]) -> HealthState:
     """The health state a stored row holds."""
     return HealthState(
         router_id=row.router_id,

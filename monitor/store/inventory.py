@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import Engine, Row, Select, func, select, update
+from sqlalchemy import Engine, Row, Select, bindparam, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.errors import ConfigError, NotFound, Problem
@@ -25,7 +25,7 @@ from monitor.model import (
 )
 from monitor.store import bulk
 from monitor.store.bulk import CHUNK, Progress, UpsertResult
-from monitor.store.db import reading, writing
+from monitor.store.db import connected, reading, writing
 from monitor.store.tables import DeviceRow, OrganisationRow, RouterRow
 
 Clock = Callable[[], datetime]
@@ -54,6 +54,7 @@ class Inventory:
     """Reads and writes the inventory; every write method is one transaction."""
 
     def __init__(self, engine: Engine, clock: Clock = _utcnow) -> None:
+        self._engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._clock = clock
 
@@ -153,16 +154,11 @@ class Inventory:
 
     def get_router(self, id_or_imei: str) -> Router:
         """The router with this router id or, failing that, this IMEI; NotFound if neither."""
-        with self._reading() as session:
-            row = session.execute(_routers().where(RouterRow.id == id_or_imei)).first()
+        given = {"ref": id_or_imei}
+        with connected(self._engine, "inventory") as connection:
+            row = connection.execute(_ROUTER_BY_ID, given).first()
             if row is None:
-                # An IMEI may come back on a replacement's record: prefer the monitored one.
-                query = (
-                    _routers()
-                    .where(DeviceRow.imei == id_or_imei)
-                    .order_by(RouterRow.monitored.desc(), RouterRow.updated_at.desc())
-                )
-                row = session.execute(query).first()
+                row = connection.execute(_ROUTER_BY_IMEI, given).first()
             if row is None:
                 raise NotFound(f"no router with id or IMEI {id_or_imei!r}")
             return _router(row)
@@ -246,6 +242,17 @@ def _routers() -> Select[Any]:
         RouterRow.monitored,
         *(column for column in DeviceRow.__table__.c if column.key != "id"),
     ).join(DeviceRow, DeviceRow.id == RouterRow.device_id)
+
+
+# Built once: the status API looks a router up on every request (see `connected`).
+_ROUTER_BY_ID: Final = _routers().where(RouterRow.id == bindparam("ref"))
+# An IMEI may come back on a replacement's record: prefer the monitored one, then the newest.
+_ROUTER_BY_IMEI: Final = (
+    _routers()
+    .where(DeviceRow.imei == bindparam("ref"))
+    .order_by(RouterRow.monitored.desc(), RouterRow.updated_at.desc())
+    .limit(1)
+)
 
 
 def _router(row: Row[Any]) -> Router:

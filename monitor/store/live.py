@@ -17,10 +17,10 @@ import json
 import logging
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine, bindparam, select
+from sqlalchemy.orm import Session
 
 from monitor.model import (
     FailureKind,
@@ -35,7 +35,7 @@ from monitor.model import (
     Signal,
     SimState,
 )
-from monitor.store.db import insert_for, reading
+from monitor.store.db import connected, insert_for
 from monitor.store.health import health_of
 from monitor.store.tables import HealthStateRow, RouterLiveRow
 
@@ -48,15 +48,23 @@ class LiveStore:
     """Reads the published live views (the poller writes them with its batches)."""
 
     def __init__(self, engine: Engine) -> None:
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._engine = engine
 
     def read(self, router_id: str) -> tuple[LiveRecord | None, HealthState | None]:
         """The router's live record and health state (None for what is not known yet)."""
-        with reading(self._sessions, f"the live state of router {router_id}") as session:
-            row = session.get(RouterLiveRow, router_id)
-            health = session.get(HealthStateRow, router_id)
-            record = decode(router_id, row.body) if row is not None else None
-            return record, health_of(health) if health is not None else None
+        given = {"router_id": router_id}
+        with connected(self._engine, f"the live state of router {router_id}") as connection:
+            body = connection.execute(_BODY, given).scalar()
+            health = connection.execute(_HEALTH, given).first()
+        record = decode(router_id, body) if body is not None else None
+        return record, health_of(health) if health is not None else None
+
+
+# Built once: read for every router the status API shows (see `monitor.store.db.connected`).
+_BODY: Final = select(RouterLiveRow.body).where(RouterLiveRow.router_id == bindparam("router_id"))
+_HEALTH: Final = select(*HealthStateRow.__table__.c).where(
+    HealthStateRow.router_id == bindparam("router_id")
+)
 
 
 def write_lives(session: Session, records: Sequence[LiveRecord]) -> None:

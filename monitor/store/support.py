@@ -8,11 +8,12 @@ and the metrics read it with `find`, `get` and `counts`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Select, func, or_, select, update
+from sqlalchemy import BindParameter, Engine, Row, Select, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.model import (
@@ -22,7 +23,7 @@ from monitor.model import (
     SupportRequestKind,
     SupportRequestState,
 )
-from monitor.store.db import as_utc, insert_for, reading, writing
+from monitor.store.db import as_utc, connected, insert_for, reading, writing
 from monitor.store.tables import OrganisationRow, SupportRequestRow
 
 # "Schools and colleges will need to ask their trust or local authority" (guidance): one under
@@ -35,6 +36,7 @@ class SupportRequests:
     """Reads and moves on support requests."""
 
     def __init__(self, engine: Engine) -> None:
+        self._engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     def get(self, correlation_id: str) -> SupportRequest | None:
@@ -54,11 +56,11 @@ class SupportRequests:
         offset: int = 0,
     ) -> list[SupportRequest]:
         """Requests newest first; `organisations` keeps those at, or raised by, any of them."""
-        query = _matching(select(SupportRequestRow), organisations, states, router_id, kind)
-        query = query.order_by(SupportRequestRow.raised_at.desc(), SupportRequestRow.correlation_id)
-        with reading(self._sessions, "support requests") as session:
-            rows = session.scalars(query.limit(limit).offset(offset))
-            return [_request(row) for row in rows]
+        given = _filters(organisations, states, router_id, kind)
+        query = _finding(frozenset(given))
+        with connected(self._engine, "support requests") as connection:
+            rows = connection.execute(query, {**given, "limit": limit, "offset": offset}).all()
+        return [_request(row) for row in rows]
 
     def count(
         self,
@@ -69,10 +71,9 @@ class SupportRequests:
         kind: SupportRequestKind | None = None,
     ) -> int:
         """How many requests `find` would list without a limit."""
-        query = select(func.count()).select_from(SupportRequestRow)
-        query = _matching(query, organisations, states, router_id, kind)
-        with reading(self._sessions, "support requests") as session:
-            return int(session.scalar(query) or 0)
+        given = _filters(organisations, states, router_id, kind)
+        with connected(self._engine, "support requests") as connection:
+            return int(connection.execute(_counting(frozenset(given)), given).scalar() or 0)
 
     def counts(self) -> dict[tuple[str, str], int]:
         """How many requests there are, by (kind, state)."""
@@ -169,26 +170,54 @@ class SupportRequests:
             return bool(changed.rowcount)  # type: ignore[attr-defined]
 
 
-def _matching(
-    query: Select[Any],
+def _filters(
     organisations: Collection[str] | None,
     states: Collection[SupportRequestState] | None,
     router_id: str | None,
     kind: SupportRequestKind | None,
-) -> Select[Any]:
-    """`query` narrowed to the requests at, or raised by, `organisations`, and the rest."""
+) -> dict[str, Any]:
+    """The filters asked for, as the bound parameters `_matching` names (absent: any)."""
+    given: dict[str, Any] = {}
     if organisations is not None:
-        ids = list(organisations)
+        given["organisations"] = list(organisations)
+    if states is not None:
+        given["states"] = [state.value for state in states]
+    if router_id is not None:
+        given["router_id"] = router_id
+    if kind is not None:
+        given["kind"] = kind.value
+    return given
+
+
+def _matching(query: Select[Any], filters: frozenset[str]) -> Select[Any]:
+    """`query` narrowed by the `filters` named, each a bound parameter: the requests at, or
+    raised by, the `organisations`, in the `states`, about `router_id`, of `kind`."""
+    if "organisations" in filters:
+        ids: BindParameter[Any] = bindparam("organisations", expanding=True)
         query = query.where(
             or_(SupportRequestRow.organisation_id.in_(ids), SupportRequestRow.on_behalf_of.in_(ids))
         )
-    if states is not None:
-        query = query.where(SupportRequestRow.state.in_([state.value for state in states]))
-    if router_id is not None:
-        query = query.where(SupportRequestRow.router_id == router_id)
-    if kind is not None:
-        query = query.where(SupportRequestRow.kind == kind.value)
+    if "states" in filters:
+        query = query.where(SupportRequestRow.state.in_(bindparam("states", expanding=True)))
+    if "router_id" in filters:
+        query = query.where(SupportRequestRow.router_id == bindparam("router_id"))
+    if "kind" in filters:
+        query = query.where(SupportRequestRow.kind == bindparam("kind"))
     return query
+
+
+# Built once per combination of filters (16 at most): the status API lists a router's open
+# requests on every request for it (see `monitor.store.db.connected`).
+@functools.cache
+def _finding(filters: frozenset[str]) -> Select[Any]:
+    query = _matching(select(*SupportRequestRow.__table__.c), filters)
+    query = query.order_by(SupportRequestRow.raised_at.desc(), SupportRequestRow.correlation_id)
+    return query.limit(bindparam("limit")).offset(bindparam("offset"))
+
+
+@functools.cache
+def _counting(filters: frozenset[str]) -> Select[Any]:
+    return _matching(select(func.count()).select_from(SupportRequestRow), filters)
 
 
 def open_request(session: Session, alert: Alert, now: datetime) -> int:
@@ -243,7 +272,7 @@ def summary(alert: Alert) -> str:
     )
 
 
-def _request(row: SupportRequestRow) -> SupportRequest:
+def _request(row: SupportRequestRow | Row[Any]) -> SupportRequest:
     def stamp(value: datetime | None) -> datetime | None:
         return as_utc(value) if value is not None else None
 

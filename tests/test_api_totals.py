@@ -58,16 +58,61 @@ async def test_each_scope_is_counted_on_its_own() -> None:
     assert len(count.asked) == 3
 
 
-async def test_a_total_is_kept_for_its_seconds_then_recounted() -> None:
+async def settle() -> None:
+    """Let the tasks started so far run to their end (a background recount)."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_a_total_is_kept_for_its_seconds_then_recounted_in_the_background() -> None:
     count, clock = Counter(), Clock()
     totals = Totals(count, seconds=5.0, clock=clock)
     assert await totals.get(None, None) == 10
     count.value = 11
     clock.now += 4.9
     assert await totals.get(None, None) == 10
+    assert len(count.asked) == 1
     clock.now += 0.2
+    count.gate.clear()  # the recount takes a while: requests meanwhile get the last total
+    answers = [await asyncio.wait_for(totals.get(None, None), 1.0) for _ in range(20)]
+    assert answers == [10] * 20
+    await settle()
+    assert len(count.asked) == 2  # one recount, shared
+    count.gate.set()
+    await settle()
     assert await totals.get(None, None) == 11
     assert len(count.asked) == 2
+
+
+async def test_a_total_older_than_stale_is_not_answered() -> None:
+    count, clock = Counter(), Clock()
+    totals = Totals(count, seconds=5.0, stale=60.0, clock=clock)
+    assert await totals.get(None, None) == 10
+    count.value = 11
+    count.gate.clear()
+    clock.now += 61.0
+    waiting = asyncio.create_task(totals.get(None, None))
+    await settle()
+    assert not waiting.done()  # it waits for the count rather than answer a minute-old total
+    count.gate.set()
+    assert await waiting == 11
+
+
+async def test_while_recounts_fail_the_last_total_is_answered_until_stale() -> None:
+    count, clock = Counter(), Clock()
+    totals = Totals(count, seconds=5.0, stale=60.0, clock=clock)
+    assert await totals.get(None, None) == 10
+    count.fail = True
+    clock.now += 30.0
+    assert await totals.get(None, None) == 10
+    await settle()  # that recount failed, and is not kept
+    clock.now += 29.0
+    assert await totals.get(None, None) == 10
+    await settle()
+    clock.now += 2.0  # 61 s old: the failure is the answer
+    with pytest.raises(RuntimeError, match="database gone"):
+        await totals.get(None, None)
+    assert len(count.asked) == 4
 
 
 async def test_a_failed_count_is_not_kept() -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import requests
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 from test_crash import start_emulator
 from test_daemon import daemon, daemon_env, free_port, stop, wait_ready
 
@@ -62,6 +63,17 @@ def detail(base: str, router_id: str, headers: dict[str, str]) -> dict[str, Any]
     return body
 
 
+def request_counts(exposition: str) -> dict[tuple[str, str], float]:
+    """Requests answered by (route, code), from `router_monitor_http_request_seconds`."""
+    counts = {}
+    for family in text_string_to_metric_families(exposition):
+        if family.name == "router_monitor_http_request_seconds":
+            for sample in family.samples:
+                if sample.name.endswith("_count"):
+                    counts[(sample.labels["route"], sample.labels["code"])] = sample.value
+    return counts
+
+
 def test_the_api_process_serves_what_the_daemon_polls(tmp_path: Path, database_url: str) -> None:
     emulator, routers = start_emulator(tmp_path)
     ids = [entry["id"] for entry in routers]
@@ -97,9 +109,17 @@ def test_the_api_process_serves_what_the_daemon_polls(tmp_path: Path, database_u
             assert listing.json()["total"] == len(ids)
             unauthorised = requests.get(f"{api_base}/api/v1/routers", timeout=5)
             assert unauthorised.status_code == 401
+            assert requests.get(f"{api_base}/api/v1/nowhere", timeout=5).status_code == 404
             metrics = requests.get(f"{api_base}/metrics", timeout=5).text
             assert "process_cpu_seconds_total" in metrics
             assert "router_up" not in metrics  # the routers' series are the daemon's
+            # Every request timed, by the route template it matched.
+            answered = request_counts(metrics)
+            assert answered[("/api/v1/routers", "200")] == 1
+            assert answered[("/api/v1/routers", "401")] == 1
+            assert answered[("unmatched", "404")] == 1
+            assert answered[("/api/v1/routers/{router}", "200")] >= 2 * len(ids)
+            assert answered[("/readyz", "200")] >= 1
 
             code, stderr = stop(api, signal.SIGTERM)
             assert code == 0, stderr

@@ -24,6 +24,7 @@ from monitor.api.auth import authenticator
 from monitor.api.devices import device_routes
 from monitor.api.routes import read_routes
 from monitor.api.sources import StatusSources
+from monitor.metrics import RequestTimes
 
 # Returns (ready, {check name: "ok" or why not}).
 Readiness = Callable[[], Awaitable[tuple[bool, dict[str, str]]]]
@@ -53,10 +54,15 @@ def create_api(
         openapi_url="/api/v1/openapi.json",
         docs_url="/api/v1/docs",
         redoc_url=None,
+        # FastAPI's own OpenTelemetry instrumentation off: the process's metrics are Prometheus
+        # ones (`/metrics`, router_monitor_http_request_seconds), and with it on, every request
+        # asked OpenTelemetry for providers nobody configured.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     errors.install(api)
 
     api.add_middleware(NoStore)
+    api.add_middleware(Timed, times=RequestTimes(registry))
 
     @api.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
@@ -126,6 +132,40 @@ class NoStore:
             await send(message)
 
         await self.app(scope, receive, sending)
+
+
+class Timed:
+    """ASGI middleware: each HTTP request's time, by the route template it matched
+    ("unmatched" if none), into `RequestTimes`.
+
+    Plain ASGI for the reason NoStore is. Not prometheus-fastapi-instrumentator: it matches
+    every request against every route a second time and builds a Request and a Response object
+    to label one histogram, per request, on the path whose CPU the status API's latency target
+    is about (docs/performance.md); FastAPI already leaves the matched route in the scope."""
+
+    def __init__(self, app: ASGIApp, times: RequestTimes) -> None:
+        self.app = app
+        self.times = times
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        code = 500  # if the application fails before it answers
+
+        async def sending(message: Message) -> None:
+            nonlocal code
+            if message["type"] == "http.response.start":
+                code = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.times.observe(template, scope["method"], code, time.perf_counter() - started)
 
 
 def _bearer_matches(request: Request, expected: bytes) -> bool:

@@ -143,7 +143,8 @@ def counters(text: str) -> dict[str, float]:
     found: dict[str, float] = {}
     for line in text.splitlines():
         match = re.match(
-            r"^(router_monitor_(?:polls_total|poll_overruns_total|gc_pause_seconds_\w+)\S*) (\S+)$",
+            r"^(router_monitor_(?:polls_total|poll_overruns_total|gc_pause_seconds_\w+"
+            r"|http_request_seconds_\w+)\S*) (\S+)$",
             line,
         )
         if match:
@@ -173,6 +174,34 @@ def gc_pauses(before: dict[str, float], after: dict[str, float]) -> str:
             f"gen {generation}: {count:.0f}, {moved('sum'):.2f} s in all, longest <= {longest:g} s"
         )
     return "; ".join(shown)
+
+
+def served(before: dict[str, float], after: dict[str, float], route: str) -> str:
+    """The API's own timing of one route's 200 answers over a window
+    (router_monitor_http_request_seconds): how many, how many took over 50 ms, and the bucket
+    its 99th percentile fell in. It starts when the request reaches the application, so the
+    difference from the client's figures is time queued before that (or the client's own)."""
+    wanted = {"route": route, "method": "GET", "code": "200"}
+
+    def moved(kind: str) -> dict[str, float]:
+        # {le (or "" for the count): requests in the window}; labels come in any order.
+        found: dict[str, float] = {}
+        for key, value in after.items():
+            name, _, labels = key.partition("{")
+            if name != f"router_monitor_http_request_seconds_{kind}":
+                continue
+            given = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+            if all(given.get(k) == v for k, v in wanted.items()):
+                found[given.get("le", "")] = value - before.get(key, 0.0)
+        return found
+
+    count = moved("count").get("", 0.0)
+    if not count:
+        return "no request timed (an API without router_monitor_http_request_seconds?)"
+    buckets = sorted((float(le), n) for le, n in moved("bucket").items())
+    within = next((n for le, n in buckets if le == 0.05), 0.0)
+    p99 = next((le for le, n in buckets if n >= 0.99 * count), float("inf"))
+    return f"{count:.0f} timed, {count - within:.0f} over 50 ms, p99 <= {p99 * 1e3:g} ms"
 
 
 def router_up(text: str, protocol_of: dict[str, str]) -> dict[str, tuple[int, int]]:
@@ -233,46 +262,6 @@ def create_token(config: Path) -> str:
         capture_output=True, text=True, check=True, timeout=600,
     )  # fmt: skip
     return made.stdout.strip().splitlines()[-1]
-
-
-async def api_load(
-    session: aiohttp.ClientSession,
-    urls: Sequence[str],
-    stop: asyncio.Event,
-    headers: dict[str, str],
-) -> tuple[list[float], int]:
-    """GET `urls` in turn, API_RATE a second, until `stop`; the latencies in seconds of the
-    answers that were 200, and how many were not."""
-    latencies: list[float] = []
-    failed = 0
-
-    async def one(url: str) -> None:
-        nonlocal failed
-        started = time.perf_counter()
-        try:
-            async with session.get(url, headers=headers) as response:
-                await response.read()
-                ok = response.status == 200
-        except (TimeoutError, aiohttp.ClientError):
-            ok = False  # unanswered within the session's 30 s: counted, not timed
-        if ok:
-            latencies.append(time.perf_counter() - started)
-        else:
-            failed += 1
-
-    tasks: set[asyncio.Task[None]] = set()
-    start = time.perf_counter()
-    sent = 0
-    while not stop.is_set():
-        due = start + sent / API_RATE
-        await asyncio.sleep(max(0.0, due - time.perf_counter()))
-        if len(tasks) < 200:  # bounded: a stalled API is measured, not flooded
-            task = asyncio.create_task(one(urls[sent % len(urls)]))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        sent += 1
-    await asyncio.gather(*tasks, return_exceptions=True)
-    return latencies, failed
 
 
 async def fetch(session: aiohttp.ClientSession, url: str) -> tuple[int, bytes]:
@@ -383,20 +372,36 @@ async def run_daemon_phase(
             # The API process's own collections over its load (its /metrics, when it has one).
             _, text = await fetch(session, api_base + "/metrics")
             api_gc0 = counters(text.decode())
+            load_started = time.monotonic()
             for phase in ("api", "api_detail", "api_scraped"):
-                stop = asyncio.Event()
-                phase_started = time.monotonic()
                 urls = details if phase == "api_detail" else [path]
-                load = asyncio.create_task(api_load(session, urls, stop, auth))
+                _, text = await fetch(session, api_base + "/metrics")
+                served0 = counters(text.decode())
+                # The load from a process of its own (bench/api_client.py, as the portal's
+                # clients are); the URLs and the token on its stdin, not its command line.
+                client = await asyncio.create_subprocess_exec(
+                    PY, str(ROOT / "bench" / "api_client.py"), str(API_RATE),
+                    str(api_seconds / 2), stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                )  # fmt: skip
+                asked = json.dumps({"urls": urls, "headers": auth}).encode()
+                loaded = asyncio.create_task(client.communicate(asked))
                 if phase != "api_scraped":
                     await wait(api_seconds / 2)
                 else:
                     for _ in range(max(1, int(api_seconds / 2 / 10))):
                         await scrape()
                         await wait(10.0)
-                stop.set()
-                out[phase], out[f"{phase}_failed"] = await load
-                out[f"{phase}_s"] = time.monotonic() - phase_started
+                printed, _ = await loaded
+                if client.returncode != 0:
+                    raise RuntimeError(f"the API load client failed ({client.returncode})")
+                answered = json.loads(printed)
+                out[phase], out[f"{phase}_failed"] = answered["latencies"], answered["failed"]
+                out[f"{phase}_s"] = answered["seconds"]
+                _, text = await fetch(session, api_base + "/metrics")
+                route = "/api/v1/routers/{router}" if phase == "api_detail" else out["api_path"]
+                out[f"{phase}_served"] = served(served0, counters(text.decode()), route)
+            out["load_wall_s"] = time.monotonic() - load_started
             _, text = await fetch(session, api_base + "/metrics")
             out["api_gc"] = gc_pauses(api_gc0, counters(text.decode()))
             out["load_cpu_s"] = cpu_seconds(daemon.pid) - load_cpu0
@@ -404,7 +409,6 @@ async def run_daemon_phase(
             out["api_rss"] = rss_bytes(api_pid)
             out["load_kernel"] = drops_since(kernel0)
             out["load_sockets"] = udp_sockets({"daemon": daemon.pid, "emulator": emulator_pid})
-            out["load_s"] = api_seconds * 1.5  # three phases of half of it
             out["peak"] = peak
             scrapes = [await scrape() for _ in range(3)]
         total0, ok0 = polls_done(before)
@@ -667,7 +671,8 @@ async def main() -> None:
             print(f"status API {path} during polling, {what}: {API_RATE} req/s offered, "
                   f"{len(api) / took:.0f} answered 200 ({d[phase + '_failed']} not), "
                   f"p50 {p50:.1f} ms, p99 {p99:.1f} ms")  # fmt: skip
-        load_s = d["api_s"] + d["api_detail_s"] + d["api_scraped_s"]
+            print(f"  as the API timed them: {d[phase + '_served']}")
+        load_s = d["load_wall_s"]
         print(f"status API served by: {d['api_in']}" + (
             f" (`monitor api`): {d['api_cpu_s'] / load_s:.2f} cores under load, RSS "
             f"{d['api_rss'] / 2**20:.0f} MiB" if d["api_in"] == "process" else ""))  # fmt: skip

@@ -358,13 +358,13 @@ class AccessStore:
         given = _scope(organisations, states)
         query = _page(frozenset(given))
         with connected(self._engine, "routers") as connection:
-            rows = connection.execute(query, {**given, "limit": limit, "offset": offset})
-            return [
-                RouterListing(
-                    r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], as_utc(r[8]) if r[8] else None
-                )
-                for r in rows
-            ]
+            rows = connection.execute(query, {**given, "limit": limit, "offset": offset}).all()
+        return [
+            RouterListing(
+                r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], as_utc(r[8]) if r[8] else None
+            )
+            for r in rows
+        ]
 
     def count_routers(
         self, organisations: Collection[str] | None, states: Collection[str] | None

@@ -63,14 +63,15 @@ def detail(base: str, router_id: str, headers: dict[str, str]) -> dict[str, Any]
     return body
 
 
-def request_counts(exposition: str) -> dict[tuple[str, str], float]:
-    """Requests answered by (route, code), from `router_monitor_http_request_seconds`."""
+def request_counts(exposition: str) -> dict[tuple[str, str, str], float]:
+    """Requests answered by (route, method, code), from `router_monitor_http_request_seconds`."""
     counts = {}
     for family in text_string_to_metric_families(exposition):
         if family.name == "router_monitor_http_request_seconds":
             for sample in family.samples:
                 if sample.name.endswith("_count"):
-                    counts[(sample.labels["route"], sample.labels["code"])] = sample.value
+                    labels = sample.labels
+                    counts[(labels["route"], labels["method"], labels["code"])] = sample.value
     return counts
 
 
@@ -110,16 +111,22 @@ def test_the_api_process_serves_what_the_daemon_polls(tmp_path: Path, database_u
             unauthorised = requests.get(f"{api_base}/api/v1/routers", timeout=5)
             assert unauthorised.status_code == 401
             assert requests.get(f"{api_base}/api/v1/nowhere", timeout=5).status_code == 404
+            assert requests.get(f"{api_base}/api/v1/openapi.json", timeout=5).status_code == 200
+            odd = requests.request("PROPFIND", f"{api_base}/api/v1/routers", timeout=5)
+            assert odd.status_code == 405
             metrics = requests.get(f"{api_base}/metrics", timeout=5).text
             assert "process_cpu_seconds_total" in metrics
             assert "router_up" not in metrics  # the routers' series are the daemon's
             # Every request timed, by the route template it matched.
             answered = request_counts(metrics)
-            assert answered[("/api/v1/routers", "200")] == 1
-            assert answered[("/api/v1/routers", "401")] == 1
-            assert answered[("unmatched", "404")] == 1
-            assert answered[("/api/v1/routers/{router}", "200")] >= 2 * len(ids)
-            assert answered[("/readyz", "200")] >= 1
+            assert answered[("/api/v1/routers", "GET", "200")] == 1
+            assert answered[("/api/v1/routers", "GET", "401")] == 1
+            assert answered[("unmatched", "GET", "404")] == 1
+            assert answered[("/api/v1/openapi.json", "GET", "200")] == 1
+            # A method no route has is one label whatever it is: clients cannot add series.
+            assert answered[("/api/v1/routers", "other", "405")] == 1
+            assert answered[("/api/v1/routers/{router}", "GET", "200")] >= 2 * len(ids)
+            assert answered[("/readyz", "GET", "200")] >= 1
 
             code, stderr = stop(api, signal.SIGTERM)
             assert code == 0, stderr

@@ -84,16 +84,16 @@ async def test_a_total_is_kept_for_its_seconds_then_recounted_in_the_background(
     assert len(count.asked) == 2
 
 
-async def test_a_total_older_than_stale_is_not_answered() -> None:
+async def test_a_scope_asked_for_now_and_then_waits_for_a_fresh_count() -> None:
     count, clock = Counter(), Clock()
-    totals = Totals(count, seconds=5.0, stale=60.0, clock=clock)
+    totals = Totals(count, clock=clock)  # 5 s kept, answered while recounted until 10 s old
     assert await totals.get(None, None) == 10
     count.value = 11
     count.gate.clear()
-    clock.now += 61.0
+    clock.now += 30.0  # an LA's user reloading every 30 s
     waiting = asyncio.create_task(totals.get(None, None))
     await settle()
-    assert not waiting.done()  # it waits for the count rather than answer a minute-old total
+    assert not waiting.done()  # it waits for the count rather than answer a 30 s old total
     count.gate.set()
     assert await waiting == 11
 

@@ -11,6 +11,7 @@ import asyncio
 import hmac
 import time
 from collections.abc import Awaitable, Callable
+from typing import Final
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -46,7 +47,8 @@ def create_api(
     """Build the HTTP application over a readiness check, the daemon's own metrics registry,
     the per-router series' renderer (text, or UTF-8 bytes), (for /api/v1) the status sources
     and (if given) the bearer token /metrics asks for; `clock` times how long a valid token is
-    remembered."""
+    remembered. Registers the request-time histogram on `registry`: one application per
+    registry."""
     api = FastAPI(
         title="router-monitor",
         version=__version__,
@@ -163,9 +165,30 @@ class Timed:
         try:
             await self.app(scope, receive, sending)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            self.times.observe(template, scope["method"], code, time.perf_counter() - started)
+            self.times.observe(
+                _route_of(scope), _method_of(scope), code, time.perf_counter() - started
+            )
+
+
+METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _route_of(scope: Scope) -> str:
+    """The template of the route a request matched: FastAPI's routes leave themselves in the
+    scope; Starlette's (the OpenAPI document, the docs page) only their endpoint, and theirs are
+    fixed paths with no parameter, so the path is the template. "unmatched" for no route (a
+    404, or a redirect to the path with or without its trailing slash)."""
+    route = scope.get("route")
+    if route is not None:
+        return str(getattr(route, "path", "unmatched"))
+    return str(scope["path"]) if "endpoint" in scope else "unmatched"
+
+
+def _method_of(scope: Scope) -> str:
+    """The request's method as a label: any method not in METHODS is "other", so that a client
+    cannot add series by inventing methods."""
+    method = str(scope["method"])
+    return method if method in METHODS else "other"
 
 
 def _bearer_matches(request: Request, expected: bytes) -> bool:

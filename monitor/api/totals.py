@@ -4,16 +4,20 @@ Counting is a scan of every matching router (3.7 ms of CPU at 10k routers, ~60 m
 bench machine), while a page is one index walk of `limit` rows: a portal paging at 200 requests a
 second would spend its CPU recounting the same fleet. So each scope's count is kept
 `TOTAL_SECONDS`, and requests that arrive while it is being counted wait for that one count
-instead of starting their own. Once a scope has a total, its recount runs in the background:
-requests meanwhile are answered the total it replaces (up to `STALE_SECONDS` old), so none waits
-for a scan. The page itself is always read fresh; only `total` may lag a change, by up to
-`TOTAL_SECONDS` plus one count (docs/api.md says so).
+instead of starting their own. A scope asked for steadily is recounted in the background:
+once its total is over `TOTAL_SECONDS` old, the next request starts the recount and, like every
+request until it lands, is answered the total it replaces, so under load no request waits for a
+scan. A total over `STALE_SECONDS` old (a scope asked for now and then, or recounts failing) is
+not answered: that request waits for the count, as the first one for a scope does. The page
+itself is always read fresh; only `total` may lag a change, by up to `STALE_SECONDS` (docs/api.md
+says so).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 from collections.abc import Awaitable, Callable, Collection
 from typing import Final
@@ -23,9 +27,11 @@ from cachetools import LRUCache
 TOTAL_SECONDS: Final = 5.0
 """How long a listing's total is reused before it is recounted."""
 
-STALE_SECONDS: Final = 60.0
-"""How old a total may be and still be answered while its recount runs; past that (recounts
-failing, or slower than this), callers wait for the count in progress."""
+STALE_SECONDS: Final = 2 * TOTAL_SECONDS
+"""How old a total may be and still be answered while its recount runs; past that, callers wait
+for the count in progress."""
+
+log = logging.getLogger(__name__)
 
 Key = tuple[frozenset[str] | None, frozenset[str] | None]
 Count = Callable[[frozenset[str] | None, frozenset[str] | None], Awaitable[int]]
@@ -79,6 +85,12 @@ class Totals:
     def _settled(self, key: Key, task: asyncio.Task[int]) -> None:
         self._counting.pop(key, None)
         # Reading the exception also marks it seen: a background recount that failed is not
-        # reported again as "never retrieved".
-        if not task.cancelled() and task.exception() is None:
+        # reported again as "never retrieved". One that nobody awaited is logged here; one a
+        # request awaited also answers that request with the error.
+        if task.cancelled():
+            return
+        failure = task.exception()
+        if failure is None:
             self._kept[key] = (self._clock(), task.result())
+        else:
+            log.warning("a listing total could not be counted: %s", failure)

@@ -4,7 +4,8 @@ Polls are spread evenly over the interval by a per-router offset derived from th
 restart keeps each router's rhythm and 100k routers never poll in one burst), at most
 `concurrency` polls run at once, each within its deadline, and a router is never polled twice at
 the same time: when its next turn comes while the last poll still runs, that turn is counted as an
-overrun and skipped, not queued. A collector failure or bug never stops the loop.
+overrun and skipped, not queued. A collector failure or bug never stops the loop, and a slow
+inventory read never holds polls up: after the first, the inventory is re-read beside polling.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import functools
 import hashlib
 import heapq
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -77,29 +79,54 @@ class Scheduler:
         self._overrunning: set[str] = set()
         self._inventory_failing = False
         self._next_refresh = 0.0
+        self._refreshing: asyncio.Task[None] | None = None
+        self._nudged = asyncio.Event()  # wakes the loop: a refresh ended, or the stop came
         self.cycles = 0  # inventory refreshes done; readiness waits for the first
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until `stop` is set, then cancel the polls still in flight."""
+        watching = asyncio.create_task(self._nudge_on(stop), name="scheduler stop")
         try:
             while not stop.is_set():
                 now = self._clock()
-                if now >= self._next_refresh:
-                    await self.refresh(now)
+                reading = self._refreshing is not None and not self._refreshing.done()
+                if now >= self._next_refresh and not reading:
                     self._next_refresh = now + self._interval
+                    self._start_refresh(now)
+                    reading = True
                 self._start_due(now)
-                wake = min(self._next_refresh, self._due[0][0] if self._due else self._next_refresh)
+                # A read still running when the next is due (a hung database: `refresh` gives
+                # up after an interval) is let finish, and the next starts when it ends.
+                wake = self._due[0][0] if self._due else math.inf
+                if not reading:
+                    wake = min(wake, self._next_refresh)
+                self._nudged.clear()
+                timeout = None if wake == math.inf else max(0.0, wake - self._clock())
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=max(0.0, wake - self._clock()))
+                    await asyncio.wait_for(self._nudged.wait(), timeout)
         finally:
+            watching.cancel()
             # Polls in flight are only reads: cancel them rather than hold shutdown up to a
-            # whole timeout.
-            for task in list(self._running.values()):
+            # whole timeout; the same for an inventory read still running.
+            tasks = list(self._running.values())
+            if self._refreshing is not None:
+                tasks.append(self._refreshing)
+            for task in tasks:
                 task.cancel()
-            if self._running:
-                await asyncio.wait(list(self._running.values()))
+            if tasks:
+                await asyncio.wait(tasks)
             if self._drain is not None:
                 await self._drain()
+
+    async def _nudge_on(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._nudged.set()
+
+    def _start_refresh(self, now: float) -> None:
+        """Re-read the inventory in a task of its own, so that polls keep starting on time while
+        it runs (at 100k routers a read takes seconds); its end wakes the loop."""
+        self._refreshing = asyncio.create_task(self.refresh(now), name="inventory refresh")
+        self._refreshing.add_done_callback(lambda _: self._nudged.set())
 
     async def refresh(self, now: float) -> None:
         """Re-read the targets: new routers join on their offset, removed ones leave."""

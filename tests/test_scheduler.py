@@ -186,6 +186,61 @@ async def test_inventory_failure_keeps_polling_known_routers() -> None:
     assert len(collector.started["r-1"]) >= 3
 
 
+async def test_polls_keep_their_rhythm_while_the_inventory_is_re_read() -> None:
+    # At 100k routers a re-read takes seconds; the polls due meanwhile must start on time, not
+    # all at once when it ends.
+    collector = RecordingCollector()
+    results: list[PollResult] = []
+    targets = [target(f"r-{i}") for i in range(20)]
+    s, _ = scheduler(targets, collector, results, interval=0.4)
+    reads = 0
+    real_source = s._targets_source
+
+    async def slow() -> list[PollTarget]:
+        nonlocal reads
+        reads += 1
+        if reads > 1:
+            await asyncio.sleep(0.3)  # three quarters of an interval
+        return list(await real_source())
+
+    s._targets_source = slow
+    await run_for(s, 2.2)
+    assert reads >= 4
+    for t in targets:
+        starts = collector.started[t.router_id]
+        gaps = [b - a for a, b in itertools.pairwise(starts)]
+        assert len(starts) >= 4, (t.router_id, starts)
+        assert all(0.3 < gap < 0.5 for gap in gaps), (t.router_id, gaps)
+
+
+async def test_a_hung_inventory_read_is_given_up_and_never_doubled() -> None:
+    collector = RecordingCollector()
+    s, metrics = scheduler([target("r-1")], collector, [], interval=0.2)
+    reads = reading = most_at_once = 0
+    real_source = s._targets_source
+
+    async def hangs_after_the_first() -> list[PollTarget]:
+        nonlocal reads, reading, most_at_once
+        reads += 1
+        reading += 1
+        most_at_once = max(most_at_once, reading)
+        try:
+            if reads > 1:
+                await asyncio.Event().wait()  # never set: the database hangs
+            return list(await real_source())
+        finally:
+            reading -= 1
+
+    s._targets_source = hangs_after_the_first
+    await run_for(s, 1.3)
+    assert most_at_once == 1
+    assert sample(metrics, "router_monitor_inventory_errors_total") >= 3  # each given up
+    starts = collector.started["r-1"]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert len(starts) >= 5, starts
+    assert all(0.1 < gap < 0.3 for gap in gaps), starts
+
+
 async def test_stop_cancels_polls_in_flight_promptly() -> None:
     collector = RecordingCollector(delay=30)  # every poll hangs far past the stop
     targets = [target(f"r-{i}") for i in range(50)]

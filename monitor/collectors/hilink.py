@@ -103,6 +103,12 @@ class HilinkCollector:
         self._profiles = dict(profiles)
         self._clock = clock
         self._limit = connection_limit
+        # Polls wait for a connection here, in turn, and not in the connector: there each
+        # router is a host of its own, and every connection let go shuffles the list of hosts
+        # waiting (aiohttp 3.14 `_release_waiter`), which at hundreds of polls queued cost
+        # more CPU than the polls (collector alone, 3,000 HiLink routers at once: 2.83 ms per
+        # poll and 2% timed out, against 1.68 ms and none when the connector never waits).
+        self._slots = asyncio.Semaphore(connection_limit)
         self._http: aiohttp.ClientSession | None = None
         self._sessions: dict[str, _DeviceSession] = {}
 
@@ -120,7 +126,7 @@ class HilinkCollector:
             detail = f"no hilink profile named {target.endpoint.profile!r}"
             return self._failed(target, FailureKind.UNSUPPORTED, detail)
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout), self._slots:
                 replies = await self._fetch(target, profile)
             return build_sample(profile, target.router_id, self._clock(), replies)
         except TimeoutError:

@@ -9,7 +9,7 @@ reported"), never an exception.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -242,7 +242,9 @@ def build_sample(
     )
 
 
-def reported(profile: SnmpProfile, varbinds: Varbinds) -> set[str]:
-    """The profile's fields for which the reply holds a usable varbind."""
+def reports_any(profile: SnmpProfile, varbinds: Varbinds, names: Iterable[str]) -> bool:
+    """Whether the reply holds a usable varbind for any of the profile's fields `names` (it
+    stops at the first: on every poll, with the required fields)."""
     rows = choose_rows(profile, varbinds)
-    return {name for name, spec in profile.fields.items() if pick(spec, rows, varbinds)}
+    fields = profile.fields
+    return any(name in fields and pick(fields[name], rows, varbinds) for name in names)

@@ -21,7 +21,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from monitor.collectors.convert import Varbind, build_sample, choose_rows, field_oids, reported
+from monitor.collectors.convert import (
+    Varbind,
+    build_sample,
+    choose_rows,
+    field_oids,
+    reports_any,
+)
 from monitor.collectors.snmp_codec import CodecError, PysnmpCodec, SnmpCodec, Walk
 from monitor.collectors.v2c import ByVersion, V2cCodec
 from monitor.model import FailureKind, PollFailure, PollResult, PollTarget
@@ -102,7 +108,7 @@ class SnmpCollector:
         except (OSError, ValueError) as exc:
             # pysnmp raises these for unresolvable hosts and undecodable values.
             return self._failure(target, FailureKind.BAD_REPLY, type(exc).__name__)
-        if not reported(profile, varbinds) & set(profile.required_fields):
+        if not reports_any(profile, varbinds, profile.required_fields):
             needed = ", ".join(profile.required_fields)
             return self._failure(target, FailureKind.UNSUPPORTED, f"reports none of {needed}")
         return build_sample(profile, varbinds, target.router_id, self._clock())

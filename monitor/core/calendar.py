@@ -9,6 +9,7 @@ is an hour.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -39,6 +40,7 @@ def next_key(key: str) -> str:
     return f"{year:04d}-{month:02d}"
 
 
+@functools.lru_cache(maxsize=256)  # asked on every poll, for the same few months
 def month_start(key: str, zone: ZoneInfo) -> datetime:
     """The instant (UTC) at which month `key` begins: 00:00 local time on the 1st."""
     year, month = parse_key(key)

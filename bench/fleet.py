@@ -410,6 +410,11 @@ async def run_daemon_phase(
                 out[f"{phase}_served"] = served(served0, served1, route)
                 served0 = served1  # where the next phase starts
             out["load_wall_s"] = time.monotonic() - load_started
+            # The polls meanwhile: from the end of the measured window (`after`, a few seconds
+            # before the load began) to now.
+            _, text = await fetch(session, base + "/metrics")
+            out["load_polls"] = polls_done(counters(text.decode()))
+            out["load_polls_s"] = time.monotonic() - wall1
             if in_daemon:
                 _, text = await fetch(session, api_base + "/metrics")
                 served0 = counters(text.decode())
@@ -689,6 +694,9 @@ async def main() -> None:
             f" (`monitor api`): {d['api_cpu_s'] / load_s:.2f} cores under load, RSS "
             f"{d['api_rss'] / 2**20:.0f} MiB" if d["api_in"] == "process" else ""))  # fmt: skip
         print(f"status API ({d['api_in']}) GC pauses under that load: {d['api_gc']}")
+        total, ok = (n - m for n, m in zip(d["load_polls"], polls_done(d["after"]), strict=True))
+        print(f"polls from the window's end to the API load's ({d['load_polls_s']:.0f} s): "
+              f"{total / d['load_polls_s']:.1f}/s, {ok:.0f} of {total:.0f} successful")  # fmt: skip
         print(f"daemon under API load: {d['load_cpu_s'] / load_s:.2f} cores; kernel meanwhile: "
               f"{d['load_kernel']}; " + "; ".join(d["load_sockets"]))  # fmt: skip
         best = min(d["metrics"])

@@ -89,7 +89,11 @@ class Scheduler:
         try:
             while not stop.is_set():
                 now = self._clock()
-                reading = self._refreshing is not None and not self._refreshing.done()
+                if self._refreshing is not None and self._refreshing.done():
+                    finished, self._refreshing = self._refreshing, None
+                    if not finished.cancelled():
+                        finished.result()  # a bug in refresh ends the loop, as when awaited
+                reading = self._refreshing is not None
                 if now >= self._next_refresh and not reading:
                     self._next_refresh = now + self._interval
                     self._start_refresh(now)
@@ -102,19 +106,20 @@ class Scheduler:
                     wake = min(wake, self._next_refresh)
                 self._nudged.clear()
                 timeout = None if wake == math.inf else max(0.0, wake - self._clock())
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that comes as the event is set.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._nudged.wait(), timeout)
+                    async with asyncio.timeout(timeout):
+                        await self._nudged.wait()
         finally:
-            watching.cancel()
             # Polls in flight are only reads: cancel them rather than hold shutdown up to a
             # whole timeout; the same for an inventory read still running.
-            tasks = list(self._running.values())
+            tasks = [watching, *self._running.values()]
             if self._refreshing is not None:
                 tasks.append(self._refreshing)
             for task in tasks:
                 task.cancel()
-            if tasks:
-                await asyncio.wait(tasks)
+            await asyncio.wait(tasks)
             if self._drain is not None:
                 await self._drain()
 
@@ -143,6 +148,9 @@ class Scheduler:
         if self._inventory_failing:
             log.info("router inventory readable again")
             self._inventory_failing = False
+        # New routers join from now, not from when the read began: a turn that fell during a
+        # slow read would otherwise start at once, with every other such router's.
+        now = max(now, self._clock())
         fresh = {target.router_id: target for target in targets}
         for router_id in fresh.keys() - self._scheduled:
             heapq.heappush(self._due, (self._next_turn(router_id, now), router_id))

@@ -11,7 +11,9 @@ import asyncio
 import collections
 import itertools
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from monitor.metrics import DaemonMetrics
@@ -210,7 +212,7 @@ async def test_polls_keep_their_rhythm_while_the_inventory_is_re_read() -> None:
         starts = collector.started[t.router_id]
         gaps = [b - a for a, b in itertools.pairwise(starts)]
         assert len(starts) >= 4, (t.router_id, starts)
-        assert all(0.3 < gap < 0.5 for gap in gaps), (t.router_id, gaps)
+        assert all(0.25 < gap < 0.55 for gap in gaps), (t.router_id, gaps)
 
 
 async def test_a_hung_inventory_read_is_given_up_and_never_doubled() -> None:
@@ -239,6 +241,23 @@ async def test_a_hung_inventory_read_is_given_up_and_never_doubled() -> None:
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert len(starts) >= 5, starts
     assert all(0.1 < gap < 0.3 for gap in gaps), starts
+
+
+async def test_a_bug_after_the_inventory_read_stops_the_loop_loudly() -> None:
+    # Read failures are kept polling through (above); a bug in handling what was read is not
+    # swallowed by the refresh's own task: run() raises it, and the daemon says so.
+    s, _ = scheduler([target("r-1")], RecordingCollector(), [], interval=0.2)
+    reads = 0
+    real_source = s._targets_source
+
+    async def broken_on_the_second() -> list[Any]:
+        nonlocal reads
+        reads += 1
+        return [object()] if reads > 1 else list(await real_source())
+
+    s._targets_source = broken_on_the_second
+    with pytest.raises(AttributeError, match="router_id"):
+        await run_for(s, 1.0)
 
 
 async def test_stop_cancels_polls_in_flight_promptly() -> None:

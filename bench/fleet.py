@@ -221,6 +221,15 @@ def polls_done(values: dict[str, float]) -> tuple[float, float]:
     return total, ok
 
 
+def poll_results(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Polls by result (success, timeout, ...) between two scrapes."""
+    return {
+        k.split('"')[1]: after[k] - before.get(k, 0.0)
+        for k in after
+        if k.startswith("router_monitor_polls_total{")
+    }
+
+
 def pct(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -413,7 +422,7 @@ async def run_daemon_phase(
             # The polls meanwhile: from the end of the measured window (`after`, a few seconds
             # before the load began) to now.
             _, text = await fetch(session, base + "/metrics")
-            out["load_polls"] = polls_done(counters(text.decode()))
+            out["load_polls"] = counters(text.decode())
             out["load_polls_s"] = time.monotonic() - wall1
             if in_daemon:
                 _, text = await fetch(session, api_base + "/metrics")
@@ -436,11 +445,7 @@ async def run_daemon_phase(
             polls=total1 - total0,
             ok=ok1 - ok0,
             overruns=after.get(overruns, 0) - before.get(overruns, 0),
-            results={
-                k.split('"')[1]: after[k] - before.get(k, 0.0)
-                for k in after
-                if k.startswith("router_monitor_polls_total{")
-            },
+            results=poll_results(before, after),
             cpu_s=cpu1 - cpu0,
             emulator_cpu_s=emulator_cpu1 - emulator_cpu0,
             rss=rss_bytes(daemon.pid),
@@ -694,9 +699,14 @@ async def main() -> None:
             f" (`monitor api`): {d['api_cpu_s'] / load_s:.2f} cores under load, RSS "
             f"{d['api_rss'] / 2**20:.0f} MiB" if d["api_in"] == "process" else ""))  # fmt: skip
         print(f"status API ({d['api_in']}) GC pauses under that load: {d['api_gc']}")
-        total, ok = (n - m for n, m in zip(d["load_polls"], polls_done(d["after"]), strict=True))
+        during = poll_results(d["after"], d["load_polls"])
+        load_polls = sum(during.values())
+        failed = ", ".join(f"{k} {v:.0f}" for k, v in sorted(during.items())
+                           if k != "success" and v)  # fmt: skip
         print(f"polls from the window's end to the API load's ({d['load_polls_s']:.0f} s): "
-              f"{total / d['load_polls_s']:.1f}/s, {ok:.0f} of {total:.0f} successful")  # fmt: skip
+              f"{load_polls / d['load_polls_s']:.1f}/s, {during.get('success', 0.0):.0f} of "
+              f"{load_polls:.0f} successful"
+              + (f" (failed: {failed})" if failed else ""))  # fmt: skip
         print(f"daemon under API load: {d['load_cpu_s'] / load_s:.2f} cores; kernel meanwhile: "
               f"{d['load_kernel']}; " + "; ".join(d["load_sockets"]))  # fmt: skip
         best = min(d["metrics"])

@@ -121,6 +121,11 @@ def sample(result: Sample | PollFailure) -> Sample:
     return result
 
 
+def test_a_connection_limit_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="connection_limit must be at least 1, not 0"):
+        HilinkCollector({}, connection_limit=0)
+
+
 def test_profile_paths_are_inside_the_collector_allow_list() -> None:
     from typing import get_args
 

@@ -100,6 +100,8 @@ class HilinkCollector:
         *,
         connection_limit: int = 256,
     ) -> None:
+        if connection_limit < 1:  # 0 means "no limit" to aiohttp, but would stop every poll here
+            raise ValueError(f"connection_limit must be at least 1, not {connection_limit}")
         self._profiles = dict(profiles)
         self._clock = clock
         self._limit = connection_limit

@@ -13,6 +13,7 @@ Debian's prometheus-snmp-exporter on a module asking the same OIDs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -71,6 +72,24 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def cpu_wait_seconds(pid: int) -> float:
+    """Time a process's threads have spent runnable but waiting for a CPU (run-queue wait,
+    /proc/<pid>/task/*/schedstat: the kernel's schedstats), so far; 0 where the kernel keeps
+    none."""
+    waited = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):  # a thread gone meanwhile
+            waited += int((task / "schedstat").read_text().split()[1])
+    return waited / 1e9
+
+
+def stolen_seconds() -> float:
+    """CPU time the hypervisor gave to others while this machine's CPUs wanted it (steal, the
+    8th figure of /proc/stat's cpu line), all CPUs, so far; 0 on bare metal."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    return int(fields[8]) / TICK if len(fields) > 8 else 0.0
 
 
 def rss_bytes(pid: int) -> int:
@@ -375,6 +394,12 @@ async def run_daemon_phase(
             # scrape every 10 s (as Prometheus would), each for half of BENCH_API_SECONDS.
             load_cpu0 = cpu_seconds(daemon.pid)
             api_cpu0 = cpu_seconds(api_pid)
+            # What the processes waited for a CPU under the load: the API's tail is mostly that.
+            waiting = {"daemon": daemon.pid, "emulator": emulator_pid}
+            if api is not None:
+                waiting["monitor api"] = api.pid
+            waited0 = {name: cpu_wait_seconds(pid) for name, pid in waiting.items()}
+            stolen0 = stolen_seconds()
             kernel0 = kernel_counters()
             path = api_base + out["api_path"]
             # The support portal's own query: one router by IMEI, for routers spread over the
@@ -430,6 +455,10 @@ async def run_daemon_phase(
             out["api_gc"] = gc_pauses(api_gc0, served0)
             out["load_cpu_s"] = cpu_seconds(daemon.pid) - load_cpu0
             out["api_cpu_s"] = cpu_seconds(api_pid) - api_cpu0
+            out["load_waited"] = {
+                name: cpu_wait_seconds(pid) - waited0[name] for name, pid in waiting.items()
+            }
+            out["load_stolen_s"] = stolen_seconds() - stolen0
             out["api_rss"] = rss_bytes(api_pid)
             out["load_kernel"] = drops_since(kernel0)
             out["load_sockets"] = udp_sockets({"daemon": daemon.pid, "emulator": emulator_pid})
@@ -709,6 +738,10 @@ async def main() -> None:
               + (f" (failed: {failed})" if failed else ""))  # fmt: skip
         print(f"daemon under API load: {d['load_cpu_s'] / load_s:.2f} cores; kernel meanwhile: "
               f"{d['load_kernel']}; " + "; ".join(d["load_sockets"]))  # fmt: skip
+        waited = ", ".join(f"{name} {seconds / load_s:.2f} s a second"
+                           for name, seconds in d["load_waited"].items())  # fmt: skip
+        print(f"waited for a CPU under the API load (runnable, not running): {waited}; "
+              f"stolen (hypervisor): {d['load_stolen_s'] / load_s:.2f} s a second")  # fmt: skip
         best = min(d["metrics"])
         print(f"/metrics at {count} routers: {best[0] * 1e3:.0f} ms (best of 3), {best[1]} bytes; "
               "all: " + ", ".join(f"{t * 1e3:.0f} ms" for t, _ in d["metrics"]))  # fmt: skip

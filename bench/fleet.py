@@ -659,6 +659,13 @@ async def tracking_phase(
 
 
 async def main() -> None:
+    # The side-by-side comparison needs the exporter, and it runs last: say so now, not after
+    # the daemon's phase has taken its minutes.
+    if not os.access(EXPORTER, os.X_OK):
+        raise SystemExit(
+            f"bench: {EXPORTER} not found; it is Debian's prometheus-snmp-exporter "
+            "(apt-get install prometheus-snmp-exporter), which the bench compares us with"
+        )
     count = int(os.environ.get("BENCH_ROUTERS", "1000"))
     cycles = int(os.environ.get("BENCH_CYCLES", "3"))
     interval = float(os.environ.get("BENCH_INTERVAL", max(5.0, count / 333)))

@@ -293,7 +293,7 @@ class AccessStore:
         kinds: dict[str, str] = {}
         for chunk in batched(set(serials), CHUNK):
             query = select(DeviceRow.serial, DeviceRow.kind).where(DeviceRow.serial.in_(chunk))
-            kinds.update({serial: kind for serial, kind in session.execute(query).tuples()})
+            kinds.update({serial: kind for serial, kind in session.execute(query)})
         return [serial for serial in serials if kinds.get(serial) not in WINDOWS]
 
     def passwords(self, serial: str, cipher: PasswordCipher) -> DevicePasswords | None:
@@ -388,7 +388,7 @@ class AccessStore:
             .group_by(state)
         )
         with reading(self._sessions, "router states") as session:
-            return {name: count for name, count in session.execute(query).tuples()}
+            return {name: count for name, count in session.execute(query)}
 
     def device_statuses(self, organisations: Collection[str]) -> dict[str, int]:
         """How many devices of every kind these organisations hold, by status."""
@@ -398,7 +398,7 @@ class AccessStore:
             .group_by(DeviceRow.status)
         )
         with reading(self._sessions, "device statuses") as session:
-            return {name: count for name, count in session.execute(query).tuples()}
+            return {name: count for name, count in session.execute(query)}
 
     def open_requests(self, organisations: Collection[str]) -> dict[str, int]:
         """Open (queued or open) support requests at or raised by these organisations, by kind."""
@@ -415,7 +415,7 @@ class AccessStore:
             .group_by(SupportRequestRow.kind)
         )
         with reading(self._sessions, "support requests") as session:
-            return {kind: count for kind, count in session.execute(query).tuples()}
+            return {kind: count for kind, count in session.execute(query)}
 
 
 def _token(row: ApiTokenRow) -> TokenRecord:

@@ -659,8 +659,7 @@ async def tracking_phase(
 
 
 def print_by_protocol(
-    d: dict[str, Any],
-    polls: float,
+    daemon_ms: float,
     snmp_share: float,
     snmp_ms: float,
     hilink_ms: float,
@@ -669,8 +668,8 @@ def print_by_protocol(
     """The daemon's CPU per router-poll split by protocol. One process polls both, so the
     split is attributed, not measured: each protocol's collector alone, plus the tracking and
     batched writes every poll costs, plus an even share of the rest of the daemon's measured
-    CPU (scheduling, the event loop, /metrics blocks, alerts, GC), which is printed too."""
-    daemon_ms = d["cpu_s"] * 1e3 / polls
+    CPU `daemon_ms` (scheduling, the event loop, /metrics blocks, alerts, GC, and whatever the
+    collectors and writes cost in the daemon beyond what they cost alone), printed too."""
     rest = daemon_ms - (snmp_share * snmp_ms + (1 - snmp_share) * hilink_ms + shared_ms)
     print(f"daemon CPU per router-poll by protocol (attributed, not measured apart): SNMP "
           f"{snmp_ms + shared_ms + rest:.3f} ms, HiLink {hilink_ms + shared_ms + rest:.3f} ms = "
@@ -722,9 +721,9 @@ async def main() -> None:
               f"{d['ok']:.0f} successful")  # fmt: skip
         print(f"overruns: {d['overruns']:.0f}")
         print("daemon GC pauses over the window: " + gc_pauses(d["before"], d["after"]))
-        polls = max(1.0, d["polls"])
+        daemon_ms = d["cpu_s"] * 1e3 / max(1.0, d["polls"])  # CPU per router-poll
         print(f"daemon CPU: {d['cpu_s']:.1f}s over {d['window_s']:.1f}s = "
-              f"{d['cpu_s'] / d['window_s']:.2f} cores; {d['cpu_s'] * 1e3 / polls:.3f} ms per "
+              f"{d['cpu_s'] / d['window_s']:.2f} cores; {daemon_ms:.3f} ms per "
               "router-poll (all work: collectors, tracking, DB; no API load)")  # fmt: skip
         print(f"emulator CPU: {d['emulator_cpu_s'] * 1e3 / max(1.0, d['ok']):.3f} ms per answered "
               f"poll ({d['emulator_cpu_s'] / d['window_s']:.2f} cores)")  # fmt: skip
@@ -829,7 +828,7 @@ async def main() -> None:
         print(f"exporter: {exported['cpu_ms']:.3f} ms CPU per router-poll "
               f"({exported['failures']:.0f} failed scrapes of {len(sample_snmp)})")  # fmt: skip
         print(f"ratio ours/exporter (SNMP CPU per router-poll): {lean_ms / exported['cpu_ms']:.2f}")
-        print_by_protocol(d, polls, len(snmp) / count, lean_ms, hilink_ms, handle_ms + store_ms)
+        print_by_protocol(daemon_ms, len(snmp) / count, lean_ms, hilink_ms, handle_ms + store_ms)
     finally:
         if emulator.stdin is not None:
             emulator.stdin.close()
